@@ -49,7 +49,7 @@ data: $(VENV)/.installed
 	$(BIN)/python data/build_spoken_digits.py
 
 bench: $(VENV)/.installed
-	$(BIN)/python -m mmlearn_helpers.bench
+	$(BIN)/python -m mmlearn_helpers.bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check mmlearn_helpers tests notebooks data

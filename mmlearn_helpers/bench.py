@@ -1,0 +1,92 @@
+"""Speed and memory of the operations the notebooks lean on: `make bench` (numbers, not tests).
+
+    python -m mmlearn_helpers.bench               # helpers only, about a minute
+    python -m mmlearn_helpers.bench --notebooks   # also every notebook, fast profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _timed(fn, repeat: int = 3, warm: bool = True) -> float:
+    """Best wall-clock seconds of `repeat` calls of fn, after one warm-up call if `warm`."""
+    if warm:
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _import_seconds() -> float:
+    """Seconds for a fresh interpreter to import the helpers and Keras (TensorFlow included)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import mmlearn_helpers, keras"], check=True)
+    return time.perf_counter() - start
+
+
+def measure(notebooks: bool = False) -> dict:
+    """Run every measurement; return {name: (value, unit)}."""
+    from .data import load_dataset
+    from .data.images import render_printed
+    from .models import classifier, conv_encoder
+    from .training import fit
+
+    out = {"import mmlearn_helpers + keras": (_import_seconds(), "s")}
+    n = 5000
+    out["printed digits generated"] = (n / _timed(lambda: render_printed(n, seed=0)), "images/s")
+    for name, opts in [("digits", {}), ("spoken_digits", {"language": "en"}),
+                       ("av_digits", {"image_noise": 0.9, "snr_db": -10})]:
+        def load(name=name, opts=opts):
+            return load_dataset(name, split="train", seed=1, **opts)
+
+        secs = _timed(load, repeat=1, warm=False)  # cold: first load in this process
+        out[f"load_dataset({name!r}, train), cold"] = (secs, "s")
+    audio = load_dataset("spoken_digits", split="train")
+    x, y = audio.x["audio"], audio.y
+    model = classifier(conv_encoder(x.shape[1:]))
+    fit(model, x[:64], y[:64], epochs=1, lr=1e-3, seed=0)  # trace once
+    secs = _timed(lambda: fit(model, x, y, epochs=1, lr=1e-3, seed=0), repeat=1)
+    out[f"audio CNN 16/32/32, one epoch of {len(y)} clips"] = (secs, "s")
+    out["audio CNN trainable parameters"] = (float(model.count_params()), "")
+    if notebooks:
+        from .run import find_notebooks, run_notebook
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in find_notebooks():
+                rec = run_notebook(path, Path(tmp), "fast")
+                out[f"notebook {path.stem} (fast, {rec['status']})"] = (rec["seconds"], "s")
+    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    out["peak resident memory"] = (peak_kb / 1024, "MiB")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the measurements as a table and write them to runs/bench.json."""
+    parser = argparse.ArgumentParser(prog="python -m mmlearn_helpers.bench", description=__doc__)
+    parser.add_argument("--notebooks", action="store_true", help="also time every notebook")
+    parser.add_argument("--out", default="runs/bench.json")
+    args = parser.parse_args(argv)
+    results = measure(args.notebooks)
+    width = max(map(len, results))
+    for name, (value, unit) in results.items():
+        print(f"{name:<{width}}  {value:>10.2f} {unit}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({k: {"value": v, "unit": u}
+                                          for k, (v, u) in results.items()}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

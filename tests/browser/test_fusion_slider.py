@@ -1,0 +1,152 @@
+"""The late-fusion slider of notebook 04 works in a real JupyterLab, driven by a real browser.
+
+Starts JupyterLab from this venv on 127.0.0.1 (random free port, random token) over a temporary
+copy of the notebooks, runs notebook 04 in Debian's chromium through Playwright, moves the slider
+with the keyboard and checks that the accuracy it shows is what `late_fusion` gives for that
+weight. Screenshots go to runs/browser/. JupyterLab is always shut down, pass or fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mmlearn_helpers.fusion import late_fusion
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = "04_early_vs_late_fusion.ipynb"
+SHOTS = ROOT / "runs" / "browser"
+READOUT = re.compile(r"w=(?P<w>[01]\.\d+).*?accuracy=(?P<acc>[01]\.\d{4})", re.S)
+
+pytestmark = pytest.mark.browser
+
+
+def _chromium() -> str:
+    """Debian's chromium, or skip (fail in CI, where .ci/run installs it)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        path = None
+    if path is None:
+        why = ("browser test of the fusion slider SKIPPED: needs Debian's chromium "
+               "(apt-get install chromium) and playwright (pip install -e '.[browser]')")
+        if os.environ.get("CI") == "true":
+            pytest.fail(why.replace("SKIPPED", "cannot run in CI"))
+        pytest.skip(why)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server over a copy of the notebooks: yields (base url, token, work folder)."""
+    work = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    # A fresh JupyterLab asks which kernel to start and pops up a "news" notice: answer both.
+    for ext, name, value in [
+        ("apputils-extension", "notification",
+         {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True}),
+        ("notebook-extension", "tracker", {"autoStartDefaultKernel": True}),
+    ]:
+        folder = tmp_path / "lab-settings" / "@jupyterlab" / ext
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.jupyterlab-settings").write_text(json.dumps(value))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+           f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+           "--ServerApp.port_retries=0", "--allow-root"]
+    log = (tmp_path / "lab.log").open("w")
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n"
+                                       + (tmp_path / "lab.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield url, token, work
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def _shown(page) -> tuple[float, float]:
+    """The weight and accuracy the readout widget shows."""
+    text = page.locator(".mmlearn-fusion-readout").first.inner_text()
+    match = READOUT.search(text)
+    assert match, f"readout does not show w=... and accuracy=...: {text!r}"
+    return float(match["w"]), float(match["acc"])
+
+
+def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    url, token, work = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
+            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            handle = page.locator(".mmlearn-weight-slider .noUi-handle").first
+            handle.wait_for(timeout=300_000)  # the notebook trains its models first
+            handle.scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "1_slider_before.png"))
+
+            saved = np.load(work.parent / "runs" / "results" / "04_fusion_probs.npz")
+            w0, acc0 = _shown(page)
+            seen = [(w0, acc0)]
+            handle.click()
+            for key, presses in (("ArrowRight", 4), ("ArrowLeft", 9)):
+                for _ in range(presses):
+                    handle.press(key)
+                page.wait_for_function(
+                    "([sel, old]) => !document.querySelector(sel).innerText.includes(old)",
+                    arg=[".mmlearn-fusion-readout", f"w={seen[-1][0]:.2f}"], timeout=10_000)
+                seen.append(_shown(page))
+            page.screenshot(path=str(SHOTS / "2_slider_after.png"))
+        finally:
+            browser.close()
+
+    assert len({w for w, _ in seen}) == 3, f"the slider did not move: {seen}"
+    y = saved["y"]
+    for w, acc in seen:
+        fused = late_fusion([saved["probs_image"], saved["probs_audio"]], w)
+        expected = float(np.mean(fused.argmax(axis=1) == y))
+        assert acc == pytest.approx(expected, abs=1e-4), (
+            f"w={w}: the slider shows accuracy {acc}, late_fusion gives {expected}")
