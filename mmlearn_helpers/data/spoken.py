@@ -1,0 +1,153 @@
+"""Spoken digits synthesized with espeak-ng (shipped in data/spoken_digits.npz)."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .dataset import check_split
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+SPOKEN_FILE = DATA_DIR / "spoken_digits.npz"
+_KEYS = ("waves", "offsets", "digit", "speaker", "speaker_name", "speaker_language",
+         "speaker_voice", "speaker_variant", "speaker_speed", "speaker_pitch", "speaker_split",
+         "mel_mean", "mel_std", "sample_rate", "espeak_version")
+_REBUILD = "rebuild it with `make data` (needs espeak-ng) or restore it with `git checkout data/`"
+
+
+def load_npz(path: str | Path, keys: Sequence[str], what: str) -> dict[str, np.ndarray]:
+    """Read every array of an .npz; a truncated or corrupt file raises ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; {what}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise ValueError(f"{path} lacks the arrays {missing}; {what}")
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as err:
+        raise ValueError(f"{path} is truncated or corrupt ({err}); {what}") from err
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{path} is truncated or corrupt ({err}); {what}") from err
+
+
+@lru_cache(maxsize=2)
+def _shipped(path: str) -> dict:
+    z = load_npz(path, _KEYS, _REBUILD)
+    offsets = z["offsets"]
+    if offsets[-1] != len(z["waves"]) or len(offsets) != len(z["digit"]) + 1:
+        raise ValueError(f"{path} has inconsistent offsets; {_REBUILD}")
+    bounds = zip(offsets[:-1], offsets[1:], strict=True)
+    z["clips"] = [z["waves"][a:b].astype(np.float32) / 32767 for a, b in bounds]
+    return z
+
+
+def shipped(path: str | Path | None = None) -> dict:
+    """The arrays of data/spoken_digits.npz (cached per process), waveforms in "clips"."""
+    return _shipped(str(SPOKEN_FILE if path is None else path))
+
+
+def languages() -> list[str]:
+    """Language codes of the shipped spoken digits, English ("en") first."""
+    langs = list(dict.fromkeys(shipped()["speaker_language"].tolist()))
+    return sorted(langs, key=lambda code: (code != "en", code))
+
+
+def check_language(language: str | Sequence[str]) -> tuple[str, ...]:
+    """A code, a list of codes or "all" -> tuple of known codes, else ValueError."""
+    known = languages()
+    if isinstance(language, str):
+        codes = tuple(known) if language == "all" else (language,)
+    elif isinstance(language, (list, tuple)) and language:
+        codes = tuple(language)
+    else:
+        raise TypeError(f"language={language!r}; expected a code such as 'en', a list or 'all'")
+    bad = [c for c in codes if c not in known]
+    if bad:
+        raise ValueError(f"language={language!r} is not known; expected one of {known} or 'all'")
+    return codes
+
+
+def select(split: str, language: str | Sequence[str] = "en") -> np.ndarray:
+    """Indices of the shipped clips of one split (by voice) and language(s)."""
+    z = shipped()
+    codes = check_language(language)
+    spk = z["speaker"]
+    split = check_split(split)
+    keep = np.isin(z["speaker_language"][spk], codes) & (z["speaker_split"][spk] == split)
+    return np.flatnonzero(keep)
+
+
+def clip_meta(idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-clip metadata: speaker name and id, language, espeak voice, variant, speed, pitch."""
+    z = shipped()
+    spk = z["speaker"][idx]
+    return {
+        "speaker": z["speaker_name"][spk],
+        "speaker_id": spk.astype(np.int64),
+        "language": z["speaker_language"][spk],
+        "voice": z["speaker_voice"][spk],
+        "variant": z["speaker_variant"][spk],
+        "speed": z["speaker_speed"][spk].astype(np.int64),
+        "pitch": z["speaker_pitch"][spk].astype(np.int64),
+    }
+
+
+@lru_cache(maxsize=16)
+def _clean_features(split: str, codes: tuple[str, ...]) -> np.ndarray:
+    z = shipped()
+    idx = select(split, codes)
+    return audio.features([z["clips"][i] for i in idx], z["mel_mean"], z["mel_std"])
+
+
+def spoken_features(
+    split: str = "train", language: str | Sequence[str] = "en", seed: int = 0, **degradations
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(features (n, N_MELS, N_FRAMES, 1), labels, meta) of one split; see audio.degrade."""
+    z = shipped()
+    idx = select(split, language)
+    opts = audio.check_degradations(**degradations)
+    if opts == audio.check_degradations():
+        x = _clean_features(split, check_language(language)).copy()
+    else:
+        clips = [z["clips"][i] for i in idx]
+        pool = np.stack([audio.fit_window(c) for c in clips])
+        x = audio.features(clips, z["mel_mean"], z["mel_std"], seed=seed, babble_pool=pool,
+                           **degradations)
+    return x, z["digit"][idx].astype(np.int64), clip_meta(idx)
+
+
+def playback_clips(
+    digit: int | None = None,
+    n: int = 5,
+    split: str = "train",
+    language: str | Sequence[str] = "en",
+    seed: int = 0,
+    **degradations,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """n shipped waveforms (of one digit, or any) -> (clips (n, CLIP_SAMPLES) at 8 kHz, y, meta).
+
+    Degradations (snr_db, noise, speed, reverb, gain_db) are applied as in training, so you hear
+    what the model gets; pitch acts on spectra only and is not audible here.
+    """
+    z = shipped()
+    idx = select(split, language)
+    if digit is not None:
+        is_int = isinstance(digit, (int, np.integer)) and not isinstance(digit, bool)
+        if not (is_int and 0 <= digit <= 9):
+            raise ValueError(f"digit={digit!r}; expected an integer in 0-9 or None")
+        idx = idx[z["digit"][idx] == digit]
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(idx):
+        raise ValueError(f"n={n!r}; expected an integer in 1-{len(idx)} (clips available)")
+    idx = np.sort(np.random.default_rng(seed).choice(idx, size=n, replace=False))
+    clips, _ = audio.degrade([z["clips"][i] for i in idx], seed=seed,
+                             **{k: v for k, v in degradations.items() if k != "pitch"})
+    return clips, z["digit"][idx].astype(np.int64), clip_meta(idx)
