@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mmlearn_helpers.fusion import late_fusion
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,11 +121,13 @@ def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
+            idle = page.get_by_text("Python 3 (ipykernel) | Idle")
+            idle.wait_for(timeout=120_000)
             page.locator(".lm-MenuBar-item", has_text="Run").first.click()
             page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
             handle = page.locator(".mmlearn-weight-slider .noUi-handle").first
             handle.wait_for(timeout=300_000)  # the notebook trains its models first
+            idle.wait_for(timeout=300_000)  # and runs the cells below the slider
             handle.scroll_into_view_if_needed()
             page.screenshot(path=str(SHOTS / "1_slider_before.png"))
 
@@ -138,6 +141,7 @@ def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
                 page.wait_for_function(
                     "([sel, old]) => !document.querySelector(sel).innerText.includes(old)",
                     arg=[".mmlearn-fusion-readout", f"w={seen[-1][0]:.2f}"], timeout=10_000)
+                idle.wait_for(timeout=30_000)  # the confusion matrix has redrawn too
                 seen.append(_shown(page))
             page.screenshot(path=str(SHOTS / "2_slider_after.png"))
         finally:

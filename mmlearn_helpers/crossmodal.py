@@ -1,0 +1,116 @@
+"""Cross-modal knowledge transfer: a labelled-image teacher trains an audio student.
+
+The teacher (any model trained with image labels) predicts class probabilities for the images of
+paired, unlabelled image-audio examples; the student (an audio model) is trained to reproduce
+those soft targets from the audio alone. The student never sees an audio label: everything it
+knows about the classes comes through the teacher and the pairing.
+"""
+
+from __future__ import annotations
+
+import numbers
+import weakref
+
+import keras
+import numpy as np
+
+from .training import check_inputs
+
+# Students compiled by `distill`, with the trainable layout they were compiled for.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Above this many sample visits (n * epochs), `distill` runs ordinary epochs.
+PACK_LIMIT = 100_000
+
+
+def soft_targets(probs: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
+    """Teacher probabilities (n, classes) re-tempered: softmax(log p / T); T > 1 softens them."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"probs has shape {probs.shape}; expected (n, n_classes) probabilities")
+    finite = np.isfinite(probs).all() and probs.min() >= 0
+    if not finite or not np.allclose(probs.sum(1), 1, atol=1e-3):
+        raise ValueError("probs should hold finite non-negative rows that sum to 1 (softmax)")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
+        temperature > 0
+    ):
+        raise ValueError(f"temperature={temperature!r} should be a positive number, e.g. 1 or 2")
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / float(temperature)
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _layout(model: keras.Model) -> tuple:
+    return tuple(id(v) for v in model.trainable_variables)
+
+
+def _prepare(model: keras.Model, lr: float) -> None:
+    """Compile with Adam(lr) + cross-entropy on soft targets, or reset the optimizer it has."""
+    if _COMPILED.get(model) == _layout(model):
+        for variable in model.optimizer.variables:
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+        model.optimizer.learning_rate = lr
+        return
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="categorical_crossentropy")
+    _COMPILED[model] = _layout(model)
+
+
+def distill(
+    student: keras.Model,
+    x: np.ndarray,
+    targets: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    batch_size: int = 32,
+    verbose: bool = False,
+) -> keras.callbacks.History:
+    """Train a softmax `student` on soft `targets` (n, classes) with cross-entropy; return History.
+
+    Minimizing the cross-entropy to the teacher's distribution is minimizing the KL divergence
+    from it (they differ by the teacher's entropy, a constant). Each call starts a fresh Adam(lr);
+    the `epochs` shuffled passes are handed to Keras as one epoch (less per-epoch overhead).
+    """
+    if not isinstance(student, keras.Model):
+        raise TypeError(f"student is a {type(student).__name__}; expected a keras.Model")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name}={value!r} should be a positive int")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
+        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed={seed!r} should be a non-negative int")
+    x, n = check_inputs(x)
+    targets = np.asarray(targets, dtype=np.float32)
+    n_classes = int(student.outputs[0].shape[-1])
+    if targets.shape != (n, n_classes):
+        raise ValueError(
+            f"targets has shape {targets.shape}; expected ({n}, {n_classes}): one probability "
+            "row per sample of x, one column per student output"
+        )
+    if not np.isfinite(targets).all() or targets.min() < 0:
+        raise ValueError("targets should be finite, non-negative probabilities")
+
+    keras.utils.set_random_seed(int(seed))
+    _prepare(student, float(lr))
+    batch_size = min(int(batch_size), n)
+    if n * epochs <= PACK_LIMIT:
+        rng = np.random.default_rng(seed)
+        order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
+        x = {k: v[order] for k, v in x.items()} if isinstance(x, dict) else x[order]
+        targets, epochs, shuffle = targets[order], 1, False
+    else:
+        shuffle = True
+    return student.fit(x, targets, batch_size=batch_size, epochs=int(epochs), shuffle=shuffle,
+                       verbose=2 if verbose else 0)
+
+
+def agreement(teacher_probs: np.ndarray, y: np.ndarray) -> float:
+    """Share of samples where the teacher's top class equals the label (for reporting only)."""
+    probs, y = np.asarray(teacher_probs), np.asarray(y)
+    if probs.ndim != 2 or y.shape != (len(probs),):
+        raise ValueError(
+            f"teacher_probs has shape {probs.shape} and y {y.shape}; expected (n, classes) and (n,)"
+        )
+    return float((probs.argmax(axis=1) == y).mean())

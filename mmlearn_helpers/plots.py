@@ -1,0 +1,162 @@
+"""Matplotlib figures for the notebooks: learning curves, confusion matrices, embeddings, bars.
+
+Every function draws on `ax` when given (to compose panels), else on a new figure, and returns
+the Figure without showing it: call `plt.show()` in the notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import confusion_matrix
+
+from .metrics import to_labels
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    elif not isinstance(ax, Axes):
+        raise TypeError(f"ax is a {type(ax).__name__}; expected a matplotlib Axes or None")
+    return ax
+
+
+def learning_curve_plot(
+    summary: Sequence[dict],
+    *,
+    metric: str = "accuracy",
+    chance: float | None = None,
+    title: str = "Learning curve",
+    ax: Axes | None = None,
+) -> Figure:
+    """Mean `metric` vs labels per class k, one line per method, error bars = std over seeds.
+
+    `summary` is the output of `metrics.summarize` (keys method, k, metric and metric_std);
+    `chance` draws a dotted line at that level (e.g. 0.1 for ten balanced classes).
+    """
+    if not summary:
+        raise ValueError("summary is empty; expected rows from metrics.summarize")
+    for key in ("method", "k", metric, f"{metric}_std"):
+        if key not in summary[0]:
+            raise ValueError(f"summary rows lack {key!r}; expected the output of summarize()")
+    ax = _axes(ax, (5.5, 3.8))
+    for method in dict.fromkeys(row["method"] for row in summary):
+        rows = sorted((r for r in summary if r["method"] == method), key=lambda r: r["k"])
+        ax.errorbar([r["k"] for r in rows], [r[metric] for r in rows],
+                    yerr=[r[f"{metric}_std"] for r in rows], marker="o", capsize=4, label=method)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+    ks = sorted({r["k"] for r in summary})
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled examples per class (k)")
+    ax.set_ylabel(f"test {metric.replace('_', ' ')}")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax.figure
+
+
+def confusion_matrix_plot(
+    y_true: np.ndarray,
+    y_pred_or_probs: np.ndarray,
+    *,
+    n_classes: int = 10,
+    normalize: bool = True,
+    title: str = "Confusion matrix",
+    ax: Axes | None = None,
+) -> Figure:
+    """Confusion matrix (rows: true class, columns: predicted), row-normalized by default."""
+    y_pred = to_labels(y_pred_or_probs)
+    y_true = np.asarray(y_true)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but the predictions {y_pred.shape}")
+    cm = confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.float64)
+    if normalize:
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax = _axes(ax, (4.5, 4))
+    image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for i, j in np.ndindex(cm.shape):
+        if cm[i, j] > 0:
+            text = f"{cm[i, j]:.2f}".lstrip("0") if normalize else f"{int(cm[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > 0.6 * cm.max() else "black")
+    ax.set_xticks(range(n_classes))
+    ax.set_yticks(range(n_classes))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
+    return ax.figure
+
+
+def embedding_plot(
+    features: np.ndarray,
+    y: np.ndarray,
+    *,
+    method: str = "pca",
+    seed: int = 0,
+    title: str = "2-D embedding",
+    ax: Axes | None = None,
+) -> Figure:
+    """Scatter of features projected to 2-D with PCA or t-SNE (scikit-learn), coloured by label."""
+    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    y = np.asarray(y)
+    if len(y) != len(features) or len(y) < 3:
+        raise ValueError(f"features has {len(features)} rows and y {len(y)}; expected the same "
+                         "count, at least 3")
+    if method == "pca":
+        points = PCA(n_components=2, random_state=seed).fit_transform(features)
+    elif method == "tsne":
+        perplexity = min(30.0, (len(y) - 1) / 3)
+        points = TSNE(n_components=2, perplexity=perplexity, init="pca",
+                      random_state=seed).fit_transform(features)
+    else:
+        raise ValueError(f"method={method!r} is not a projection; expected 'pca' or 'tsne'")
+    ax = _axes(ax, (5, 4.5))
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=y, cmap="tab10", s=10,
+                         vmin=-0.5, vmax=9.5)
+    ax.legend(*scatter.legend_elements(), title="class", fontsize=7, loc="best",
+              markerscale=0.8)
+    ax.set_xlabel(f"{method.upper()} 1")
+    ax.set_ylabel(f"{method.upper()} 2")
+    ax.set_title(title)
+    return ax.figure
+
+
+def bar_plot(
+    labels: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float] | None = None,
+    *,
+    ylabel: str = "test accuracy",
+    chance: float | None = None,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """Bars of means with error bars (std over seeds), the value written above each bar."""
+    if not len(labels) == len(means) or (stds is not None and len(stds) != len(means)):
+        raise ValueError(
+            f"labels, means and stds have lengths {len(labels)}, {len(means)}, "
+            f"{None if stds is None else len(stds)}; expected equal lengths"
+        )
+    ax = _axes(ax, (max(4.0, 1.1 * len(labels)), 3.8))
+    positions = np.arange(len(labels))
+    ax.bar(positions, means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
+    for x, m, s in zip(positions, means, stds if stds is not None else [0] * len(means),
+                       strict=True):
+        ax.text(x, m + s + 0.01, f"{m:.2f}", ha="center", va="bottom", fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+        ax.legend()
+    ax.set_xticks(positions, labels, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return ax.figure

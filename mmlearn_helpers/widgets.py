@@ -1,0 +1,322 @@
+"""Sliders for late fusion (notebook 04) and the static figures that twin them headless.
+
+Both widgets take precomputed class probabilities, so moving a slider only re-weights arrays
+(no retraining) and answers at once. The CSS classes below are a contract with the browser
+test: the weight slider carries `mmlearn-weight-slider`; the readout `mmlearn-fusion-readout`
+shows `w=0.55 | accuracy=0.8731 | macro_f1=0.8650` (w with 2 decimals, metrics with 4).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import display
+
+from .fusion import best_weight, check_labels, check_probs, check_ws, late_fusion, sweep
+from .metrics import evaluate
+from .plots import confusion_matrix_plot
+
+SLIDER_CLASS = "mmlearn-weight-slider"
+READOUT_CLASS = "mmlearn-fusion-readout"
+BEST_CLASS = "mmlearn-best-weight"
+SNR_CLASS = "mmlearn-snr-slider"
+SNR_READOUT_CLASS = "mmlearn-snr-readout"
+STEP = 0.05
+WS = np.round(np.arange(0, 1 + STEP / 2, STEP), 2)
+
+
+def _check_w(w: object, name: str = "w") -> float:
+    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1:
+        raise ValueError(f"{name}={w!r} should be a weight in [0, 1] (the image's share)")
+    return float(w)
+
+
+def _check_pair(probs_image: object, probs_audio: object, y: object) -> tuple:
+    p_img, p_aud = check_probs([probs_image, probs_audio], labels=("probs_image", "probs_audio"))
+    return p_img, p_aud, check_labels(y, len(p_img), p_img.shape[1])
+
+
+def readout_text(probs_image: np.ndarray, probs_audio: np.ndarray, y: np.ndarray, w: float) -> str:
+    """`w=0.55 | accuracy=0.8731 | macro_f1=0.8650` for late fusion with weight w on the image."""
+    w = round(_check_w(w), 2)
+    scores = evaluate(y, late_fusion([probs_image, probs_audio], w))
+    return f"w={w:.2f} | accuracy={scores['accuracy']:.4f} | macro_f1={scores['macro_f1']:.4f}"
+
+
+def fusion_figure(
+    probs_image: np.ndarray,
+    probs_audio: np.ndarray,
+    y: np.ndarray,
+    w: float,
+    *,
+    best_w: float | None = None,
+    split: str = "test",
+) -> plt.Figure:
+    """Accuracy vs w (current w and validation-optimal w marked) beside the confusion matrix at w.
+
+    The static twin of `fusion_explorer`: the same figure, for one w.
+    """
+    p_img, p_aud, y = _check_pair(probs_image, probs_audio, y)
+    w = round(_check_w(w), 2)
+    acc = sweep(p_img, p_aud, y, WS)
+    fused = late_fusion([p_img, p_aud], w)
+    fig, (ax_w, ax_cm) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    ax_w.plot(WS, acc, color="0.4", label=f"late fusion ({split})")
+    ax_w.plot([w], [acc[np.argmin(np.abs(WS - w))]], "o", color="C3", label=f"w = {w:.2f}")
+    if best_w is not None:
+        ax_w.axvline(best_w, ls="--", color="C2", label=f"best w on validation = {best_w:.2f}")
+    ax_w.set(xlabel="w (weight of the image; 1 - w on audio)", ylabel=f"{split} accuracy",
+             title="Accuracy vs fusion weight", xlim=(0, 1))
+    ax_w.legend(fontsize=8, loc="lower center")
+    confusion_matrix_plot(y, fused, n_classes=p_img.shape[1], normalize=False, ax=ax_cm,
+                          title=f"Confusion matrix at w = {w:.2f} (counts)")
+    fig.tight_layout()
+    return fig
+
+
+def _show(fig: plt.Figure) -> None:
+    display(fig)
+    plt.close(fig)
+
+
+def find_widget(container: widgets.Widget, css_class: str) -> widgets.Widget:
+    """The one widget inside `container` (depth first) that carries `css_class`."""
+    found = []
+
+    def walk(widget):
+        if css_class in getattr(widget, "_dom_classes", ()):
+            found.append(widget)
+        for child in getattr(widget, "children", ()):
+            walk(child)
+
+    walk(container)
+    if len(found) != 1:
+        raise ValueError(f"container holds {len(found)} widgets with class {css_class!r}; "
+                         "expected exactly one")
+    return found[0]
+
+
+def fusion_explorer(
+    probs_image: np.ndarray,
+    probs_audio: np.ndarray,
+    y: np.ndarray,
+    *,
+    w: float = 0.5,
+    best_w: float | None = None,
+    split: str = "test",
+    plot: bool = True,
+) -> widgets.VBox:
+    """A slider for the late-fusion weight w with live accuracy, macro F1 and confusion matrix.
+
+    Children: a header, the `FloatSlider` "w (image)" (CSS class `mmlearn-weight-slider`), the
+    readout (class `mmlearn-fusion-readout`, text from `readout_text`), a line with the
+    validation-optimal w (class `mmlearn-best-weight`) and an Output with `fusion_figure`.
+    Setting `slider.value` updates the readout first, then redraws the figure (`plot=False`
+    skips the figure, e.g. in tests).
+    """
+    p_img, p_aud, y = _check_pair(probs_image, probs_audio, y)
+    w = _check_w(w)
+    if best_w is not None:
+        best_w = _check_w(best_w, "best_w")
+    slider = widgets.FloatSlider(value=w, min=0.0, max=1.0, step=STEP, description="w (image)",
+                                 readout_format=".2f", continuous_update=True,
+                                 layout=widgets.Layout(width="420px"))
+    slider.add_class(SLIDER_CLASS)
+    readout = widgets.HTML(layout=widgets.Layout(font_family="monospace"))
+    readout.add_class(READOUT_CLASS)
+    best_text = ("no validation-optimal w given" if best_w is None
+                 else f"validation-optimal w = {best_w:.2f} (dashed line)")
+    best = widgets.HTML(f"<i>{best_text}</i>")
+    best.add_class(BEST_CLASS)
+    out = widgets.Output()
+
+    def update(value: float) -> None:
+        readout.value = readout_text(p_img, p_aud, y, value)
+        if plot:
+            with out:
+                out.clear_output(wait=True)
+                _show(fusion_figure(p_img, p_aud, y, value, best_w=best_w, split=split))
+
+    slider.observe(lambda change: update(change["new"]), names="value")
+    update(w)
+    header = widgets.HTML(f"<b>Late fusion on the {split} split</b>: "
+                          "w * p_image + (1 - w) * p_audio. Drag the slider.")
+    return widgets.VBox([header, slider, readout, best, out])
+
+
+def snr_table(
+    probs_image_val: np.ndarray,
+    probs_image_test: np.ndarray,
+    probs_audio_val: Mapping[float, np.ndarray],
+    probs_audio_test: Mapping[float, np.ndarray],
+    y_val: np.ndarray,
+    y_test: np.ndarray,
+    ws: Sequence[float] | np.ndarray | None = None,
+) -> list[dict]:
+    """Per audio SNR level: validation-optimal w and test accuracy of image, audio and fusion.
+
+    `probs_audio_val/test` map an SNR in dB to the audio classifier's probabilities on that
+    split at that noise level (the same trained model, no retraining).
+    """
+    ws = WS if ws is None else check_ws(ws)
+    if not isinstance(probs_audio_val, Mapping) or not probs_audio_val or set(
+        probs_audio_val) != set(probs_audio_test):
+        raise ValueError("probs_audio_val and probs_audio_test should be non-empty dicts with the "
+                         "same SNR levels as keys")
+    rows = []
+    for level in sorted(probs_audio_val, reverse=True):
+        p_val, p_test = probs_audio_val[level], probs_audio_test[level]
+        w = best_weight(probs_image_val, p_val, y_val, ws)
+        test_curve = sweep(probs_image_test, p_test, y_test, ws)
+        rows.append({
+            "snr_db": float(level),
+            "best_w": w,
+            "image_only": float(test_curve[np.argmin(np.abs(ws - 1))]),
+            "audio_only": float(test_curve[np.argmin(np.abs(ws - 0))]),
+            "late_tuned": float(test_curve[np.argmin(np.abs(ws - w))]),
+            "val_curve": sweep(probs_image_val, p_val, y_val, ws),
+            "test_curve": test_curve,
+            "ws": ws,
+        })
+    return rows
+
+
+def snr_figure(rows: Sequence[dict], selected: float | None = None) -> plt.Figure:
+    """Test accuracy vs w for each audio SNR, each with its validation-optimal w marked.
+
+    The static twin of `snr_explorer`; `selected` draws one level bold.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(rows)))
+    for row, color in zip(rows, colors, strict=True):
+        bold = selected is None or np.isclose(row["snr_db"], selected)
+        ax.plot(row["ws"], row["test_curve"], color=color, lw=2.2 if bold else 0.8,
+                alpha=1 if bold else 0.4, label=f"audio SNR {row['snr_db']:g} dB")
+        ax.plot([row["best_w"]], [row["late_tuned"]], "v", color=color, ms=9 if bold else 5)
+    ax.set(xlabel="w (weight of the image)", ylabel="test accuracy", xlim=(0, 1),
+           title="Late fusion vs w as the audio gets noisier (triangles: best w on validation)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def snr_explorer(rows: Sequence[dict]) -> widgets.VBox:
+    """Pick an audio SNR (SelectionSlider, class `mmlearn-snr-slider`) and see the best w move.
+
+    `rows` come from `snr_table` (precomputed, so nothing is retrained on interaction). The
+    readout (class `mmlearn-snr-readout`) reads `snr_db=-3 | best_w=0.40 | accuracy=0.7000`.
+    """
+    if not rows:
+        raise ValueError("rows is empty; expected the output of snr_table")
+    by_level = {row["snr_db"]: row for row in rows}
+    levels = sorted(by_level, reverse=True)
+    slider = widgets.SelectionSlider(options=[(f"{v:g} dB", v) for v in levels], value=levels[0],
+                                     description="audio SNR", continuous_update=True)
+    slider.add_class(SNR_CLASS)
+    readout = widgets.HTML(layout=widgets.Layout(font_family="monospace"))
+    readout.add_class(SNR_READOUT_CLASS)
+    out = widgets.Output()
+
+    def update(level: float) -> None:
+        row = by_level[level]
+        readout.value = (f"snr_db={level:g} | best_w={row['best_w']:.2f} | "
+                         f"accuracy={row['late_tuned']:.4f} | image_only={row['image_only']:.4f}"
+                         f" | audio_only={row['audio_only']:.4f}")
+        with out:
+            out.clear_output(wait=True)
+            _show(snr_figure(rows, selected=level))
+
+    slider.observe(lambda change: update(change["new"]), names="value")
+    update(levels[0])
+    return widgets.VBox([slider, readout, out])
+
+
+def plot_sweep(
+    ws: np.ndarray,
+    val_curves: np.ndarray,
+    test_curves: np.ndarray,
+    lines: Mapping[str, tuple[float, float]],
+    best_ws: Sequence[float],
+) -> plt.Figure:
+    """Late-fusion accuracy vs w on validation and test (mean +- std over seeds as bands), with
+    horizontal reference lines (e.g. image only, audio only, early fusion: mean, std) and the
+    validation-optimal w of each seed as ticks."""
+    ws = check_ws(ws)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for curves, label, color in ((val_curves, "late fusion, validation", "C0"),
+                                 (test_curves, "late fusion, test", "C1")):
+        curves = np.asarray(curves)
+        if curves.ndim != 2 or curves.shape[1] != len(ws):
+            raise ValueError(f"curves have shape {curves.shape}; expected (seeds, {len(ws)})")
+        mean, std = curves.mean(axis=0), curves.std(axis=0)
+        ax.plot(ws, mean, color=color, lw=2, label=label)
+        ax.fill_between(ws, mean - std, mean + std, color=color, alpha=0.2)
+    for (label, (mean, std)), color in zip(lines.items(), ("C2", "C4", "C3", "C5", "C6"),
+                                           strict=False):
+        ax.axhline(mean, color=color, ls="--", label=f"{label} (test)")
+        ax.axhspan(mean - std, mean + std, color=color, alpha=0.08)
+    for i, w in enumerate(best_ws):
+        ax.axvline(w, ymax=0.06, color="k", lw=2, label="best w on validation (per seed)"
+                   if i == 0 else None)
+    ax.set(xlabel="w (weight of the image; 1 - w on audio)", ylabel="accuracy", xlim=(0, 1),
+           title="Late fusion: accuracy vs weight (bands: +-1 std over seeds)")
+    ax.legend(fontsize=8, loc="lower center", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+LABELS = {"image_only": "image only", "audio_only": "audio only", "early": "early fusion",
+          "early_dropout": "early + modality dropout", "late_equal": "late, w = 0.5",
+          "late_tuned": "late, w tuned on val", "late_product": "late, product rule"}
+
+
+def plot_robustness(rows: Sequence[dict], defaults: Mapping[str, float]) -> plt.Figure:
+    """Test accuracy of each method as one modality gets noisier (rows from robustness_rows).
+
+    `defaults` maps each kind ("snr_db", "image_noise") to the training level, marked dotted.
+    """
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 4), squeeze=False)
+    titles = {"snr_db": ("audio SNR (dB), lower is noisier", True),
+              "image_noise": ("image noise sigma, higher is noisier", False)}
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+            sel = sorted((r for r in rows if r["kind"] == kind and r["method"] == method),
+                         key=lambda r: r["level"])
+            ax.errorbar([r["level"] for r in sel], [r["accuracy"] for r in sel],
+                        yerr=[r["accuracy_std"] for r in sel], marker="o", ms=4, capsize=3,
+                        color=f"C{i}", label=LABELS.get(method, method))
+        xlabel, invert = titles.get(kind, (kind, False))
+        if kind in defaults:
+            ax.axvline(defaults[kind], color="0.5", ls=":", label="trained at")
+        if invert:
+            ax.invert_xaxis()
+        ax.set(xlabel=xlabel, ylabel="test accuracy", title=f"Models trained once; test {kind}")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_missing(summary: Mapping[str, float]) -> plt.Figure:
+    """Test accuracy with one modality missing, per way of coping (summarize_runs output)."""
+    ways = [("late", "late: fall back to the present modality"),
+            ("early", "early: zeros for the missing features"),
+            ("early_mean", "early: training-mean features"),
+            ("early_dropout", "early trained with modality dropout, zeros")]
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    width = 0.8 / len(ways)
+    for i, (way, label) in enumerate(ways):
+        keys = [f"missing_{m}_{way}" for m in ("audio", "image")]
+        ax.bar(np.arange(2) + i * width, [summary[k] for k in keys], width,
+               yerr=[summary[f"{k}_std"] for k in keys], capsize=3, label=label)
+    ax.set_xticks(np.arange(2) + width * (len(ways) - 1) / 2,
+                  ["audio missing at test", "image missing at test"])
+    ax.set(ylabel="test accuracy", title="One modality missing at test time (mean +- std)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,152 @@
+"""Fine-tuning helpers: freezing schedules, BatchNorm mode, class weights, resampling, masking."""
+
+import numpy as np
+import pytest
+
+import mmlearn_helpers  # noqa: F401  (sets quiet TF logging before keras loads)
+from mmlearn_helpers import finetune as ft
+from mmlearn_helpers.models import classifier, conv_encoder
+from mmlearn_helpers.training import fit, predict_proba
+
+SHAPES = {"audio": (8, 10, 1), "image": (8, 8, 1)}
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """Two tiny "pretrained" classifiers (random weights stand in for pretraining)."""
+    return {m: classifier(conv_encoder(s, (4, 8)), 10, name=f"{m}_src") for m, s in SHAPES.items()}
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    x = {m: rng.random((n, *s), dtype=np.float32) for m, s in SHAPES.items()}
+    return x, np.arange(n) % 10
+
+
+def _trainable(model):
+    return {id(v) for v in model.trainable_variables}
+
+
+def test_pretrained_fusion_model_copies_source_encoders(sources):
+    model = ft.pretrained_fusion_model(sources, seed=0)
+    for m, src in sources.items():
+        got = model.get_layer(f"{m}_encoder").get_weights()
+        want = src.layers[1].get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert _trainable(model) == _trainable(model.get_layer("head"))
+
+
+def test_schedules_freeze_exactly_what_they_say(sources):
+    x, y = _data()
+    model = ft.pretrained_fusion_model(sources, seed=0)
+    ft.set_schedule(model, "top")
+    names = {v.path.split("/")[-2] for v in model.trainable_variables}
+    assert names == {"block1_conv", "head"}  # BN frozen by default, lower block frozen
+    before = [np.array(v) for v in model.weights]
+    fit(model, x, y, epochs=2, lr=1e-2, seed=0)
+    changed = {v.path for v, old in zip(model.weights, before, strict=True)
+               if not np.array_equal(old, np.array(v))}
+    assert changed == {"block1_conv/kernel", "head/kernel", "head/bias"}
+    ft.set_schedule(model, "all", bn_training=True)
+    assert any("block0_bn" in v.path for v in model.trainable_variables)
+    ft.set_schedule(model, "frozen")
+    assert _trainable(model) == _trainable(model.get_layer("head"))
+
+
+def test_bn_training_mode_updates_moving_statistics(sources):
+    x, y = _data()
+    for bn_training, moves in ((False, False), (True, True)):
+        model = ft.set_schedule(ft.pretrained_fusion_model(sources, seed=0), "all",
+                                bn_training=bn_training)
+        bn = model.get_layer("image_encoder").get_layer("block0_bn")
+        mean = np.array(bn.moving_mean)
+        fit(model, x, y, epochs=1, lr=1e-3, seed=0)
+        assert (not np.allclose(mean, np.array(bn.moving_mean))) == moves
+
+
+def test_staged_model_carries_weights_and_reports_curve(sources):
+    x, y = _data()
+    runner = ft.StagedModel(lambda: ft.pretrained_fusion_model(sources, seed=0))
+    start = ft.pretrained_fusion_model(sources, seed=0).get_weights()
+    seen = []
+    model, rows = runner.run(start, x, y, stages=[("frozen", 2, 1e-2), ("all", 2, 1e-3)], seed=0,
+                             x_val=x, y_val=y, eval_every=1,
+                             after_stage=lambda i, s, m: seen.append((i, s)))
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and seen == [(1, "frozen"), (2, "all")]
+    assert model is runner.model("all")
+    frozen = runner.model("frozen").get_layer("audio_encoder").get_weights()
+    tuned = model.get_layer("audio_encoder").get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(frozen, tuned, strict=True))
+    with pytest.raises(ValueError, match="stages"):
+        runner.run(start, x, y, stages=[], seed=0)
+    with pytest.raises(ValueError, match="epochs"):
+        runner.run(start, x, y, stages=[("all", 0, 1e-3)], seed=0)
+
+
+def test_masking_zeroes_missing_modality(sources):
+    x, _ = _data(10)
+    model = ft.pretrained_fusion_model(sources, masked=True, seed=0)
+    gap, present = ft.drop_modality(x, 0.5, seed=0)
+    assert (ft.complete(present).sum(), len(present["image"])) == (5, 10)
+    missing = present["audio"] == 0
+    assert np.all(gap["audio"][missing] == 0)
+    a = predict_proba(model, ft.with_presence(gap, present))
+    other = {**gap, "audio": np.random.default_rng(1).random(gap["audio"].shape, dtype=np.float32)}
+    b = predict_proba(model, ft.with_presence(other, present))
+    # a masked modality's content cannot change the prediction
+    np.testing.assert_allclose(a[missing], b[missing], atol=1e-6)
+    assert not np.allclose(a[~missing & (present["image"] == 1)],
+                           b[~missing & (present["image"] == 1)])
+
+
+def test_class_weights_and_oversample():
+    y = np.array([0] * 8 + [1] * 2)
+    w = ft.class_weights(y, 2)
+    assert w == pytest.approx({0: 10 / 16, 1: 10 / 4})
+    x = np.arange(10, dtype=np.float32)[:, None]
+    xo, yo = ft.oversample(x, y, seed=0)
+    assert np.bincount(yo).tolist() == [8, 8]
+    assert np.array_equal(np.sort(xo[yo == 0, 0]), np.arange(8))
+    with pytest.raises(ValueError, match=r"no example of classes \[2\]"):
+        ft.class_weights(y, 3)
+
+
+def test_imbalance_indices():
+    y = np.repeat(np.arange(3), 5)
+    idx = ft.imbalance_indices(y, [1], 2, seed=0)
+    assert np.bincount(y[idx]).tolist() == [5, 2, 5]
+    with pytest.raises(ValueError, match="keep=6 is larger than the 5 examples of class 1"):
+        ft.imbalance_indices(y, [1], 6, seed=0)
+
+
+def test_source_metrics_unchanged_while_frozen(sources):
+    x, y = _data()
+    model = ft.pretrained_fusion_model(sources, seed=0)
+    before = predict_proba(sources["image"], x["image"])
+    fit(model, x, y, epochs=2, lr=1e-2, seed=0)
+    got = ft.source_metrics(model, sources["image"], "image", x["image"], y)
+    want = float((before.argmax(1) == y).mean())
+    assert got["accuracy"] == pytest.approx(want)
+
+
+def test_bad_arguments(sources):
+    model = ft.pretrained_fusion_model(sources, seed=0)
+    x, _ = _data()
+    with pytest.raises(ValueError, match="schedule='some'"):
+        ft.set_schedule(model, "some")
+    with pytest.raises(ValueError, match="top_blocks=3 but encoder"):
+        ft.set_schedule(model, "top", top_blocks=3)
+    with pytest.raises(TypeError, match="bn_training"):
+        ft.set_schedule(model, "all", bn_training="yes")
+    with pytest.raises(ValueError, match="at least two modalities"):
+        ft.pretrained_fusion_model({"image": sources["image"]})
+    with pytest.raises(ValueError, match="fraction=1.5"):
+        ft.drop_modality(x, 1.5, seed=0)
+    with pytest.raises(ValueError, match="modalities"):
+        ft.drop_modality(x, 0.5, seed=0, modalities=["video"])
+    with pytest.raises(ValueError, match="present\\['image'\\] has shape"):
+        ft.with_presence(x, {"image": np.ones(3)})
+    with pytest.raises(ValueError, match="modality='video'"):
+        ft.source_metrics(model, sources["image"], "video", x["image"], np.zeros(40, int))
+    with pytest.raises(TypeError, match="build"):
+        ft.StagedModel(None)

@@ -1,0 +1,268 @@
+"""Late-fusion rules, the weight sweep, modality dropout and early-fusion models."""
+
+import numpy as np
+import pytest
+
+from mmlearn_helpers.data import Dataset
+from mmlearn_helpers.fusion import (
+    ModalityDropout,
+    best_weight,
+    early_fusion_model,
+    late_fusion,
+    late_fusion_missing,
+    predict_early,
+    product_fusion,
+    robustness_rows,
+    run_seed,
+    summarize_runs,
+    sweep,
+    sweep_curves,
+)
+
+P_IMG = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.4, 0.4, 0.2]])
+P_AUD = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.0, 0.1, 0.9]])
+
+
+def random_probs(n, k=10, seed=0):
+    logits = np.random.default_rng(seed).normal(size=(n, k))
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_late_fusion_known_values():
+    fused = late_fusion([P_IMG, P_AUD], 0.25)
+    np.testing.assert_allclose(fused[0], [0.25 * 0.7 + 0.75 * 0.1, 0.25 * 0.2 + 0.75 * 0.8,
+                                          0.25 * 0.1 + 0.75 * 0.1])
+    np.testing.assert_allclose(fused, 0.25 * P_IMG + 0.75 * P_AUD)
+    np.testing.assert_allclose(fused.sum(axis=1), 1)
+    np.testing.assert_allclose(late_fusion([P_IMG, P_AUD], [0.25, 0.75]), fused)
+
+
+@pytest.mark.parametrize("w, expected", [(1.0, P_IMG), (0.0, P_AUD), (1, P_IMG), (0, P_AUD)])
+def test_late_fusion_extreme_weights_reduce_to_one_modality(w, expected):
+    np.testing.assert_allclose(late_fusion([P_IMG, P_AUD], w), expected)
+    np.testing.assert_array_equal(late_fusion([P_IMG, P_AUD], w).argmax(1), expected.argmax(1))
+
+
+def test_late_fusion_three_modalities():
+    third = np.full_like(P_IMG, 1 / 3)
+    fused = late_fusion([P_IMG, P_AUD, third], [0.5, 0.3, 0.2])
+    np.testing.assert_allclose(fused, 0.5 * P_IMG + 0.3 * P_AUD + 0.2 * third)
+
+
+def test_late_fusion_accepts_float32_softmax_rows():
+    p = random_probs(500, seed=1).astype(np.float32)
+    q = random_probs(500, seed=2).astype(np.float32)
+    assert late_fusion([p, q], 0.5).shape == (500, 10)
+
+
+@pytest.mark.parametrize(
+    "probs, weights, message",
+    [
+        ([random_probs(60), random_probs(50)], 0.5,
+         r"probs\[1\] has shape \(50, 10\) but probs\[0\] has \(60, 10\)"),
+        ([P_IMG, P_AUD[:, :2] / P_AUD[:, :2].sum(1, keepdims=True)], 0.5, r"probs\[1\] has shape"),
+        ([P_IMG, P_AUD * 2], 0.5, r"probs\[1\] row 0 sums to 2\.0"),
+        ([P_IMG - 0.15, P_AUD], 0.5, r"probs\[0\] row \d has negative entries"),
+        ([np.where(P_IMG == 0.7, np.nan, P_IMG), P_AUD], 0.5, r"probs\[0\] holds NaN"),
+        ([P_IMG, np.where(P_AUD == 0.8, np.inf, P_AUD)], 0.5, r"probs\[1\] holds NaN or infinite"),
+        ([P_IMG, P_AUD], 1.5, r"weights=1\.5 is outside \[0, 1\]"),
+        ([P_IMG, P_AUD], -0.1, r"weights=-0\.1 is outside \[0, 1\]"),
+        ([P_IMG, P_AUD], float("nan"), r"weights=nan is outside"),
+        ([P_IMG, P_AUD], [0.5, 0.6], r"weights=\[0\.5, 0\.6\] sums to 1\.1"),
+        ([P_IMG, P_AUD], [1.2, -0.2], r"has a weight outside \[0, 1\]"),
+        ([P_IMG, P_AUD], [0.2, 0.3, 0.5], r"weights has 3 weights for 2 probability arrays"),
+        ([P_IMG, P_AUD, P_AUD], 0.5, r"single weight, which only works for two modalities"),
+        ([P_IMG[0], P_AUD[0]], 0.5, r"probs\[0\] has shape \(3,\); expected \(n, classes\)"),
+    ],
+)
+def test_late_fusion_refuses_bad_inputs(probs, weights, message):
+    with pytest.raises(ValueError, match=message):
+        late_fusion(probs, weights)
+    with pytest.raises(ValueError, match=message):
+        product_fusion(probs, weights)
+
+
+@pytest.mark.parametrize("probs", [P_IMG, [], "probs", [P_IMG.tolist(), P_AUD]])
+def test_late_fusion_refuses_non_lists_of_arrays(probs):
+    with pytest.raises(TypeError, match="probs"):
+        late_fusion(probs, 0.5)
+
+
+def test_late_fusion_refuses_bool_and_string_weights():
+    with pytest.raises(TypeError, match="weights"):
+        late_fusion([P_IMG, P_AUD], "0.5")
+    with pytest.raises(TypeError, match="weights"):
+        late_fusion([P_IMG, P_AUD], True)
+
+
+def test_product_fusion_is_the_normalized_weighted_geometric_mean():
+    fused = product_fusion([P_IMG, P_AUD], 0.5)
+    expected = np.sqrt(np.maximum(P_IMG, 1e-12) * np.maximum(P_AUD, 1e-12))
+    np.testing.assert_allclose(fused, expected / expected.sum(1, keepdims=True))
+    np.testing.assert_allclose(product_fusion([P_IMG, P_AUD], 1.0), P_IMG, atol=1e-9)
+    # a zero from one expert vetoes the class: row 2, class 0 (image 0.4, audio 0.0)
+    assert fused[2, 0] < 1e-5 < late_fusion([P_IMG, P_AUD], 0.5)[2, 0]
+
+
+def test_late_fusion_missing_falls_back_to_the_present_modality():
+    np.testing.assert_allclose(late_fusion_missing([P_IMG, None], 0.3), P_IMG)
+    np.testing.assert_allclose(late_fusion_missing([None, P_AUD], 0.3), P_AUD)
+    np.testing.assert_allclose(late_fusion_missing([P_IMG, P_AUD], 0.3),
+                               late_fusion([P_IMG, P_AUD], 0.3))
+    third = np.full_like(P_IMG, 1 / 3)
+    np.testing.assert_allclose(late_fusion_missing([P_IMG, None, third], [0.2, 0.4, 0.4]),
+                               late_fusion([P_IMG, third], [1 / 3, 2 / 3]))
+    with pytest.raises(ValueError, match="only None"):
+        late_fusion_missing([None, None], 0.5)
+    np.testing.assert_allclose(late_fusion_missing([P_IMG, None], 0.0), P_IMG)
+    np.testing.assert_allclose(late_fusion_missing([P_IMG, P_AUD, None], [0, 0, 1]),
+                               late_fusion([P_IMG, P_AUD], 0.5))
+
+
+def test_sweep_ends_are_the_single_modalities_and_best_weight_uses_the_given_split():
+    y = np.array([0, 1, 2])
+    acc = sweep(P_IMG, P_AUD, y, [0.0, 0.5, 1.0])
+    img_acc = (P_IMG.argmax(1) == y).mean()
+    aud_acc = (P_AUD.argmax(1) == y).mean()
+    assert acc[0] == pytest.approx(aud_acc) and acc[-1] == pytest.approx(img_acc)
+    ws = np.linspace(0, 1, 21)
+    full = sweep(P_IMG, P_AUD, y, ws)
+    w = best_weight(P_IMG, P_AUD, y, ws)
+    assert full[np.argmin(np.abs(ws - w))] == full.max()
+    # ties go to the weight closest to 0.5
+    same = np.tile([[0.6, 0.4]], (4, 1))
+    assert best_weight(same, same, np.zeros(4, dtype=int)) == 0.5
+
+
+@pytest.mark.parametrize(
+    "y, ws, message",
+    [
+        (np.array([0, 1]), None, r"y has 2 labels but the probabilities have 3 rows"),
+        (np.array([0, 1, 5]), None, r"y holds labels from 0 to 5; expected class indices 0\.\.2"),
+        (np.array([0.0, 1.0, 2.0]), None, r"y has shape \(3,\) and dtype float64"),
+        (np.array([0, 1, 2]), [0.5, 1.2], r"ws=\[0\.5, 1\.2\]"),
+        (np.array([0, 1, 2]), [], r"ws=\[\]"),
+    ],
+)
+def test_sweep_refuses_bad_labels_and_weights(y, ws, message):
+    with pytest.raises(ValueError, match=message):
+        sweep(P_IMG, P_AUD, y, ws)
+
+
+def test_sweep_names_its_probability_arguments():
+    with pytest.raises(ValueError, match=r"probs_b has shape \(2, 3\) but probs_a has \(3, 3\)"):
+        sweep(P_IMG, P_AUD[:2], np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="rule='max'"):
+        sweep(P_IMG, P_AUD, np.array([0, 1, 2]), rule="max")
+
+
+def test_modality_dropout_blanks_one_modality_per_sample_in_training_only():
+    import keras
+
+    layer = ModalityDropout(0.4, seed=3)
+    a, b = np.ones((4000, 5), "float32"), np.ones((4000, 3), "float32")
+    out_a, out_b = (keras.ops.convert_to_numpy(t) for t in layer([a, b], training=True))
+    dropped_a, dropped_b = out_a[:, 0] == 0, out_b[:, 0] == 0
+    assert not (dropped_a & dropped_b).any(), "both modalities blanked for one sample"
+    assert (out_a[dropped_a] == 0).all() and (out_a[~dropped_a] == 1).all()
+    assert 0.15 < dropped_a.mean() < 0.25 and 0.15 < dropped_b.mean() < 0.25
+    same_a, same_b = (keras.ops.convert_to_numpy(t) for t in layer([a, b], training=False))
+    assert (same_a == 1).all() and (same_b == 1).all()
+    with pytest.raises(ValueError, match="rate=1.0"):
+        ModalityDropout(1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist_like():
+    """AV-MNIST shapes (28x28 images, 32x40 spectrograms), random values, 40 samples."""
+    rng = np.random.default_rng(0)
+    x = {"image": rng.random((40, 28, 28, 1), dtype=np.float32),
+         "audio": rng.normal(size=(40, 32, 40, 1)).astype(np.float32)}
+    return x, np.arange(40) % 10
+
+
+def test_early_fusion_model_is_generic_over_input_shapes(tiny_mnist_like):
+    x, _ = tiny_mnist_like
+    model = early_fusion_model({"image": (28, 28, 1), "audio": (32, 40, 1)},
+                               filters=(4, 8), pool={"audio": 2}, modality_dropout=0.5)
+    probs = predict_early(model, x)
+    assert probs.shape == (40, 10)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert {layer.name for layer in model.layers} >= {"image_encoder", "audio_encoder", "head",
+                                                      "modality_dropout", "fused_features"}
+
+
+def test_predict_early_with_a_missing_modality_fills_its_features(tiny_mnist_like):
+    import keras
+
+    x, _ = tiny_mnist_like
+    model = early_fusion_model({"image": (28, 28, 1), "audio": (32, 40, 1)}, filters=(4, 8))
+    feats_img = keras.ops.convert_to_numpy(model.get_layer("image_encoder")(x["image"]))
+    feats_aud = keras.ops.convert_to_numpy(model.get_layer("audio_encoder")(x["audio"]))
+    head = model.get_layer("head")
+    # features are joined in sorted modality order: audio, then image
+    zeros = keras.ops.convert_to_numpy(head(np.concatenate([np.zeros_like(feats_aud), feats_img],
+                                                           axis=1)))
+    np.testing.assert_allclose(predict_early(model, {"image": x["image"]}, missing="audio"),
+                               zeros, atol=1e-5)
+    mean = np.tile(feats_img.mean(0), (40, 1))
+    expected = keras.ops.convert_to_numpy(head(np.concatenate([feats_aud, mean], axis=1)))
+    got = predict_early(model, {"audio": x["audio"]}, missing="image", fill="mean", reference=x)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="missing='video'"):
+        predict_early(model, x, missing="video")
+    with pytest.raises(ValueError, match="fill='median'"):
+        predict_early(model, {"image": x["image"]}, missing="audio", fill="median")
+    with pytest.raises(ValueError, match="needs reference"):
+        predict_early(model, {"image": x["image"]}, missing="audio", fill="mean")
+    with pytest.raises(ValueError, match=r"present modalities \['image'\]"):
+        predict_early(model, {"audio": x["audio"]}, missing="audio")
+
+
+def test_early_fusion_model_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="at least two modalities"):
+        early_fusion_model({"image": (8, 8, 1)})
+    with pytest.raises(ValueError, match="pool="):
+        early_fusion_model({"image": (8, 8, 1), "audio": (32, 40, 1)}, pool={"video": 2})
+    with pytest.raises(ValueError, match="rate="):
+        early_fusion_model({"image": (8, 8, 1), "audio": (32, 40, 1)}, modality_dropout=1.5)
+
+
+def test_run_seed_on_avmnist_shaped_data_end_to_end(tiny_mnist_like):
+    """The notebook's whole path (train, tune w on val, test, missing, shifted) on 28x28 images."""
+    x, y = tiny_mnist_like
+    calls = []
+
+    def load(split, seed, image_noise, snr_db):
+        calls.append((split, seed, image_noise, snr_db))
+        rng = np.random.default_rng(seed + len(calls))
+        noisy = {"image": np.clip(x["image"] + image_noise * rng.normal(size=x["image"].shape),
+                                  0, 1).astype(np.float32),
+                 "audio": x["audio"] + np.float32(-snr_db / 10)}
+        return Dataset("avmnist", split, noisy, y)
+
+    runs, models = [], None
+    for seed in (0, 1):
+        run = run_seed(load, seed, image_noise=0.5, snr_db=0.0, epochs=1, ws=[0, 0.5, 1],
+                       snr_levels=[-5.0], noise_levels=[0.8], filters=(4, 8),
+                       pool={"audio": 2}, reuse=models, batch_size=20)
+        assert models is None or run["models"] is models  # reused, not rebuilt
+        models = run["models"]
+        runs.append(run)
+    assert ("val", 1, 0.5, 0.0) in calls and ("test", 0, 0.8, 0.0) in calls
+    assert ("test", 0, 0.5, -5.0) in calls
+    assert runs[0]["best_w"] in (0, 0.5, 1)
+    summary = summarize_runs(runs)
+    for key in ("image_only", "audio_only", "early", "late_equal", "late_tuned", "best_w",
+                "late_product", "missing_audio_early", "missing_audio_late",
+                "missing_image_early", "missing_image_late", "missing_image_early_dropout"):
+        assert key in summary and f"{key}_std" in summary
+        assert 0 <= summary[key] <= 1
+    assert summary["missing_audio_late"] == summary["image_only"]
+    assert sweep_curves(runs, "val").shape == (2, 3)
+    rows = robustness_rows(runs)
+    assert {(r["kind"], r["level"]) for r in rows} == {("snr_db", -5.0), ("image_noise", 0.8),
+                                                        ("snr_db", 0.0), ("image_noise", 0.5)}
+    at_default = [r for r in rows if r["level"] == 0.0 and r["method"] == "early"]
+    assert at_default[0]["accuracy"] == pytest.approx(summary["early"])

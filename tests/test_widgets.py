@@ -1,0 +1,174 @@
+"""The fusion-weight slider, the SNR explorer and their static twins (no front end needed)."""
+
+import re
+
+import ipywidgets as widgets
+import matplotlib
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from mmlearn_helpers.fusion import best_weight, late_fusion
+from mmlearn_helpers.widgets import (
+    READOUT_CLASS,
+    SLIDER_CLASS,
+    SNR_CLASS,
+    SNR_READOUT_CLASS,
+    find_widget,
+    fusion_explorer,
+    fusion_figure,
+    plot_missing,
+    plot_robustness,
+    plot_sweep,
+    readout_text,
+    snr_explorer,
+    snr_figure,
+    snr_table,
+)
+
+matplotlib.use("Agg")
+READOUT = re.compile(r"^w=(\d\.\d\d) \| accuracy=(\d\.\d{4}) \| macro_f1=(\d\.\d{4})$")
+
+
+def noisy_probs(y, strength, seed, k=10):
+    """Probabilities that favour the true class by `strength` (so accuracy varies with w)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(len(y), k))
+    logits[np.arange(len(y)), y] += strength
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def probs():
+    y = np.random.default_rng(0).integers(0, 10, 300)
+    return noisy_probs(y, 1.2, 1), noisy_probs(y, 1.0, 2), y
+
+
+def expected_tokens(p_img, p_aud, y, w):
+    pred = late_fusion([p_img, p_aud], w).argmax(axis=1)
+    return (f"{w:.2f}", f"{accuracy_score(y, pred):.4f}",
+            f"{f1_score(y, pred, average='macro'):.4f}")
+
+
+def test_explorer_contract_slider_and_readout(probs):
+    box = fusion_explorer(*probs, w=0.5, best_w=0.65, plot=False)
+    assert isinstance(box, widgets.VBox)
+    slider = find_widget(box, SLIDER_CLASS)
+    assert isinstance(slider, widgets.FloatSlider)
+    assert (slider.min, slider.max, slider.step, slider.value) == (0.0, 1.0, 0.05, 0.5)
+    assert slider.description == "w (image)"
+    readout = find_widget(box, READOUT_CLASS)
+    assert isinstance(readout, (widgets.HTML, widgets.Label))
+    assert READOUT.match(readout.value).groups() == expected_tokens(*probs, 0.5)
+    assert "0.65" in find_widget(box, "mmlearn-best-weight").value
+
+
+@pytest.mark.parametrize("w", [0.0, 0.05, 0.3, 0.55, 0.9, 1.0])
+def test_moving_the_slider_shows_what_late_fusion_gives(probs, w):
+    box = fusion_explorer(*probs, plot=False)
+    slider, readout = find_widget(box, SLIDER_CLASS), find_widget(box, READOUT_CLASS)
+    slider.value = w
+    assert READOUT.match(readout.value).groups() == expected_tokens(*probs, w)
+    assert readout.value == readout_text(*probs, w)
+
+
+def test_readout_changes_with_w(probs):
+    box = fusion_explorer(*probs, plot=False)
+    slider, readout = find_widget(box, SLIDER_CLASS), find_widget(box, READOUT_CLASS)
+    seen = set()
+    for w in (0.0, 0.5, 1.0):
+        slider.value = w
+        seen.add(READOUT.match(readout.value).group(2))
+    assert len(seen) > 1, "accuracy did not change with w on data where the modalities differ"
+
+
+def test_explorer_with_plot_redraws_into_its_output(probs):
+    box = fusion_explorer(*probs, best_w=0.4)
+    find_widget(box, SLIDER_CLASS).value = 0.7
+    assert READOUT.match(find_widget(box, READOUT_CLASS).value).group(1) == "0.70"
+    assert any(isinstance(child, widgets.Output) for child in box.children)
+
+
+def test_fusion_figure_is_the_static_twin(probs):
+    fig = fusion_figure(*probs, 0.55, best_w=0.6)
+    ax_w, ax_cm = fig.axes[:2]
+    assert "0.55" in ax_cm.get_title()
+    image = ax_cm.images[0].get_array()
+    pred = late_fusion(list(probs[:2]), 0.55).argmax(1)
+    assert np.trace(image) == (pred == probs[2]).sum()
+    assert any("validation" in t.get_text() for t in ax_w.get_legend().get_texts())
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        (lambda p: (p[0], p[1][:200], p[2]), {},
+         r"probs_audio has shape \(200, 10\) but probs_image has \(300, 10\)"),
+        (lambda p: (p[0], p[1], p[2][:10]), {}, r"y has 10 labels but the probabilities"),
+        (lambda p: (np.where(p[0] > 0.5, np.nan, p[0]), p[1], p[2]), {}, "probs_image holds NaN"),
+        (lambda p: (p[0] * 2, p[1], p[2]), {}, r"probs_image row 0 sums to"),
+        (lambda p: p, {"w": 1.3}, r"w=1\.3 should be a weight in \[0, 1\]"),
+        (lambda p: p, {"best_w": -0.2}, r"best_w=-0\.2 should be a weight"),
+    ],
+)
+def test_explorer_refuses_bad_inputs(probs, args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fusion_explorer(*args(probs), plot=False, **kwargs)
+
+
+def test_find_widget_wants_exactly_one():
+    box = widgets.VBox([widgets.Label("a"), widgets.Label("b")])
+    with pytest.raises(ValueError, match="0 widgets with class 'x'"):
+        find_widget(box, "x")
+
+
+@pytest.fixture(scope="module")
+def snr_rows():
+    rng = np.random.default_rng(5)
+    y_val, y_test = rng.integers(0, 10, 200), rng.integers(0, 10, 200)
+    img_val, img_test = noisy_probs(y_val, 1.5, 1), noisy_probs(y_test, 1.5, 2)
+    strengths = {10.0: 3.0, 0.0: 1.5, -10.0: 0.2}
+    aud_val = {s: noisy_probs(y_val, v, 3) for s, v in strengths.items()}
+    aud_test = {s: noisy_probs(y_test, v, 4) for s, v in strengths.items()}
+    rows = snr_table(img_val, img_test, aud_val, aud_test, y_val, y_test)
+    return rows, (img_val, aud_val, y_val)
+
+
+def test_snr_table_tunes_w_on_validation_per_level(snr_rows):
+    rows, (img_val, aud_val, y_val) = snr_rows
+    assert [r["snr_db"] for r in rows] == [10.0, 0.0, -10.0]
+    for row in rows:
+        assert row["best_w"] == best_weight(img_val, aud_val[row["snr_db"]], y_val,
+                                            np.round(np.arange(0, 1.01, 0.05), 2))
+    # noisier audio -> more weight on the image
+    assert rows[0]["best_w"] < rows[-1]["best_w"]
+
+
+def test_snr_explorer_updates_on_selection(snr_rows):
+    rows, _ = snr_rows
+    box = snr_explorer(rows)
+    slider, readout = find_widget(box, SNR_CLASS), find_widget(box, SNR_READOUT_CLASS)
+    assert isinstance(slider, widgets.SelectionSlider)
+    slider.value = -10.0
+    assert readout.value.startswith(f"snr_db=-10 | best_w={rows[-1]['best_w']:.2f} | ")
+    assert f"accuracy={rows[-1]['late_tuned']:.4f}" in readout.value
+    assert len(snr_figure(rows).axes[0].lines) == 2 * len(rows)
+    with pytest.raises(ValueError, match="same SNR levels"):
+        snr_table(*[np.eye(10)[:2]] * 2, {0.0: np.eye(10)[:2]}, {}, np.arange(2), np.arange(2))
+
+
+def test_static_figures(snr_rows):
+    ws = np.linspace(0, 1, 5)
+    curves = np.array([[0.5, 0.6, 0.7, 0.6, 0.4], [0.52, 0.61, 0.69, 0.58, 0.41]])
+    fig = plot_sweep(ws, curves, curves - 0.02, {"image only": (0.4, 0.01)}, [0.5, 0.5])
+    assert fig.axes[0].get_xlabel().startswith("w")
+    with pytest.raises(ValueError, match=r"expected \(seeds, 5\)"):
+        plot_sweep(ws, curves[:, :3], curves, {}, [])
+    rows = [{"kind": k, "level": lv, "method": m, "accuracy": 0.5, "accuracy_std": 0.01}
+            for k, levels in (("snr_db", (0, -5)), ("image_noise", (0.7, 0.9)))
+            for lv in levels for m in ("early", "late_tuned")]
+    assert len(plot_robustness(rows, {"snr_db": 0, "image_noise": 0.7}).axes) == 2
+    summary = {f"missing_{m}_{w}{s}": 0.5 for m in ("audio", "image")
+               for w in ("late", "early", "early_mean", "early_dropout") for s in ("", "_std")}
+    assert len(plot_missing(summary).axes[0].patches) == 8
