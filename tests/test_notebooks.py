@@ -19,7 +19,7 @@ NOTEBOOKS = find_notebooks(None, NOTEBOOKS_DIR)
 REQUIRED_PARAMETERS = ("profile", "seed", "dataset", "data_dir", "results_dir")
 REQUIRED_KEYS = {
     "00_setup_and_data": ["gpus", "replicas"],
-    "01_parameter_transfer": [f"{m}_k5_{how}" for m in ("image", "audio")
+    "01_parameter_transfer": [f"{m}_k5_{how}" for m in ("image", "audio", "audio_newvoices")
                               for how in ("scratch", "frozen", "finetuned")],
     "02_feature_transfer": ["probe_image", "probe_audio", "probe_concat", "raw_image",
                             "raw_audio", "crossmodal_student", "audio_supervised"],

@@ -248,6 +248,18 @@ def test_transfer_targets_offline_other_languages():
         transfer_targets("av_digits", modalities=("video",))
 
 
+def test_transfer_targets_language_picks_the_audio_voices():
+    targets = transfer_targets("av_digits", modalities=("audio",), language="en")
+    _, y_train, x_test, y_test = targets["audio"]
+    english = load_dataset("spoken_digits", split="test", language="en")
+    assert x_test.shape == english.x["audio"].shape and np.array_equal(y_test, english.y)
+    assert len(y_train) == load_dataset("spoken_digits", split="train", language="en").n
+    with pytest.raises(ValueError, match="language='xx' is not known"):
+        transfer_targets("av_digits", modalities=("audio",), language="xx")
+    with pytest.raises(ValueError, match="language='en'; the avmnist audio"):
+        transfer_targets("avmnist", language="en")
+
+
 def _write_wav(path, samples, rate=8000):
     data = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)
     with wave.open(str(path), "wb") as w:
