@@ -110,6 +110,12 @@ def _shown(page) -> tuple[float, float]:
     return float(match["w"]), float(match["acc"])
 
 
+def _centre(page, locator) -> None:
+    """Scroll the notebook so `locator` sits mid-screen (JupyterLab re-scrolls after a run)."""
+    locator.evaluate("el => el.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(300)  # let the windowed notebook render the cells around it
+
+
 def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
     from playwright.sync_api import sync_playwright
 
@@ -128,7 +134,7 @@ def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
             handle = page.locator(".mmlearn-weight-slider .noUi-handle").first
             handle.wait_for(timeout=300_000)  # the notebook trains its models first
             idle.wait_for(timeout=300_000)  # and runs the cells below the slider
-            handle.scroll_into_view_if_needed()
+            _centre(page, handle)
             page.screenshot(path=str(SHOTS / "1_slider_before.png"))
 
             saved = np.load(work.parent / "runs" / "results" / "04_fusion_probs.npz")
@@ -143,6 +149,7 @@ def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
                     arg=[".mmlearn-fusion-readout", f"w={seen[-1][0]:.2f}"], timeout=10_000)
                 idle.wait_for(timeout=30_000)  # the confusion matrix has redrawn too
                 seen.append(_shown(page))
+            _centre(page, handle)
             page.screenshot(path=str(SHOTS / "2_slider_after.png"))
         finally:
             browser.close()
