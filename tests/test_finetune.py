@@ -150,3 +150,85 @@ def test_bad_arguments(sources):
         ft.source_metrics(model, sources["image"], "video", x["image"], np.zeros(40, int))
     with pytest.raises(TypeError, match="build"):
         ft.StagedModel(None)
+
+
+def test_fit_steps_counts_steps_not_epochs(sources):
+    model = ft.set_schedule(ft.pretrained_fusion_model(sources, seed=0), "all")
+    seen = []
+    for n in (7, 40):  # the same budget for a tiny and a larger set
+        x, y = _data(n)
+        seen.clear()
+        losses = ft.fit_steps(model, x, y, steps=6, lr=1e-3, seed=0, every=2, callback=seen.append)
+        assert len(losses) == 6 and seen == [2, 4, 6]
+        assert int(model.optimizer.iterations.numpy()) == 6  # one Adam, not restarted by callback
+    with pytest.raises(ValueError, match="steps=0 should be a positive int"):
+        ft.fit_steps(model, x, y, steps=0, lr=1e-3, seed=0)
+    with pytest.raises(ValueError, match="every and callback go together"):
+        ft.fit_steps(model, x, y, steps=2, lr=1e-3, seed=0, every=1)
+    with pytest.raises(ValueError, match="lr=2"):
+        ft.fit_steps(model, x, y, steps=2, lr=2, seed=0)
+    with pytest.raises(TypeError, match="callback is a str"):
+        ft.fit_steps(model, x, y, steps=2, lr=1e-3, seed=0, every=1, callback="print")
+
+
+def test_staged_model_runs_in_steps(sources):
+    x, y = _data(12)
+    runner = ft.StagedModel(lambda: ft.pretrained_fusion_model(sources, seed=0))
+    start = ft.pretrained_fusion_model(sources, seed=0).get_weights()
+    model, rows = runner.run(start, x, y, stages=[("frozen", 4, 1e-2), ("all", 5, 1e-3)], seed=0,
+                             unit="steps", x_val=x, y_val=y, eval_every=2)
+    assert [(r["stage"], r["step"]) for r in rows] == [(1, 2), (1, 4), (2, 6), (2, 8), (2, 9)]
+    assert int(model.optimizer.iterations.numpy()) == 5
+    with pytest.raises(ValueError, match="unit='batches'"):
+        runner.run(start, x, y, stages=[("all", 1, 1e-3)], seed=0, unit="batches")
+    with pytest.raises(ValueError, match="stages\\[0\\] has steps=0"):
+        runner.run(start, x, y, stages=[("all", 0, 1e-3)], seed=0, unit="steps")
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_frozen_stage_on_features_matches_full_model(sources, masked):
+    x, y = _data()
+    if masked:
+        x = ft.with_presence(x, {"audio": (np.arange(40) % 3 > 0).astype(np.float32)})
+    runner = ft.StagedModel(lambda: ft.pretrained_fusion_model(sources, masked=masked))
+    start = ft.pretrained_fusion_model(sources, masked=masked, seed=0).get_weights()
+    fast, _ = runner.run(start, x, y, stages=[("frozen", 8, 1e-2)], seed=3, unit="steps")
+    assert runner.heads["frozen"] is not None  # the shortcut was taken
+    full = ft.set_schedule(ft.pretrained_fusion_model(sources, masked=masked), "frozen")
+    full.set_weights(start)
+    ft.fit_steps(full, x, y, steps=8, lr=1e-2, seed=3)
+    for a, b in zip(fast.get_weights(), full.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(fast.get_layer("head").get_weights()[0], start[-2])
+
+
+def test_head_model_only_for_known_layouts(sources):
+    import keras
+
+    from mmlearn_helpers.fusion import early_fusion_model
+
+    assert ft.head_model(early_fusion_model(SHAPES, filters=(4, 8), dropout=0.2)) is not None
+    inputs = {m: keras.Input(s, name=m) for m, s in SHAPES.items()}
+    feats = [conv_encoder(s, (4,), name=f"{m}_encoder")(inputs[m]) for m, s in SHAPES.items()]
+    h = keras.layers.Dense(5, name="extra")(keras.layers.Concatenate(name="fused_features")(feats))
+    odd = keras.Model(inputs, keras.layers.Dense(10, name="head")(h))
+    assert ft.head_model(odd) is None
+    with pytest.raises(ValueError, match="x lacks the modalities \\['image'\\]"):
+        ft.features(odd, {"audio": np.zeros((2, *SHAPES["audio"]), np.float32)})
+
+
+def test_paired_gain_and_subset_scores():
+    g = ft.paired_gain([0.8, 0.9, 0.85], [0.7, 0.8, 0.76])
+    assert g["gain"] == pytest.approx(0.0967, abs=1e-4) and g["n"] == 3
+    assert g["verdict"] == "better"
+    assert ft.paired_gain([0.7, 0.9], [0.8, 0.7])["verdict"] == "no clear difference"
+    assert ft.paired_gain([0.5, 0.6], [0.7, 0.8])["verdict"] == "worse"
+    with pytest.raises(ValueError, match="new has 2 values and old 3"):
+        ft.paired_gain([1, 2], [1, 2, 3])
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 1, 1, 1, 1, 2])
+    got = ft.subset_scores(y_true, y_pred, [0, 2])
+    assert got["rare_recall"] == pytest.approx(0.5) and got["rare_precision"] == pytest.approx(1.0)
+    assert got["rare_f1"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="missing: \\[3\\]"):
+        ft.subset_scores(y_true, y_pred, [0, 3])
