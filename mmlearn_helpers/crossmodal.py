@@ -9,15 +9,12 @@ knows about the classes comes through the teacher and the pairing.
 from __future__ import annotations
 
 import numbers
-import weakref
 
 import keras
 import numpy as np
 
-from .training import check_inputs
+from .training import check_inputs, prepare
 
-# Students compiled by `distill`, with the trainable layout they were compiled for.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Above this many sample visits (n * epochs), `distill` runs ordinary epochs.
 PACK_LIMIT = 100_000
 
@@ -38,21 +35,6 @@ def soft_targets(probs: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
     return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _layout(model: keras.Model) -> tuple:
-    return tuple(id(v) for v in model.trainable_variables)
-
-
-def _prepare(model: keras.Model, lr: float) -> None:
-    """Compile with Adam(lr) + cross-entropy on soft targets, or reset the optimizer it has."""
-    if _COMPILED.get(model) == _layout(model):
-        for variable in model.optimizer.variables:
-            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-        model.optimizer.learning_rate = lr
-        return
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="categorical_crossentropy")
-    _COMPILED[model] = _layout(model)
 
 
 def distill(
@@ -93,7 +75,7 @@ def distill(
         raise ValueError("targets should be finite, non-negative probabilities")
 
     keras.utils.set_random_seed(int(seed))
-    _prepare(student, float(lr))
+    prepare(student, float(lr), loss="categorical_crossentropy")
     batch_size = min(int(batch_size), n)
     if n * epochs <= PACK_LIMIT:
         rng = np.random.default_rng(seed)

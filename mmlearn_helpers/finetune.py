@@ -27,7 +27,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from .fusion import FUSED, ModalityDropout
 from .metrics import evaluate, gains
 from .models import HEAD, conv_encoder, encoder_of
-from .training import _prepare, _walk, check_inputs, check_labels, fit, predict_proba
+from .training import _walk, check_inputs, check_labels, fit, predict_proba, prepare
 from .transfer import copy_weights
 
 SCHEDULES = ("frozen", "top", "all")
@@ -330,7 +330,7 @@ def fit_steps(
     x, n = check_inputs(x)
     y = check_labels(np.asarray(y), n, int(model.outputs[0].shape[-1]))
     keras.utils.set_random_seed(seed)
-    _prepare(model, float(lr))
+    prepare(model, float(lr))
     rng = np.random.default_rng(seed)
     need = steps * batch_size
     order = np.concatenate([rng.permutation(n) for _ in range(-(-need // n))])[:need]

@@ -16,7 +16,7 @@ import weakref
 import keras
 import numpy as np
 
-# Models compiled by `fit`, with the trainable layout they were compiled for.
+# Models compiled by `prepare`, with the trainable layout and loss they were compiled for.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 Inputs = np.ndarray | dict
@@ -87,20 +87,24 @@ def _positive_int(value: object, name: str) -> int:
     return int(value)
 
 
-def _prepare(model: keras.Model, lr: float) -> None:
-    """Compile `model` with Adam(lr) + sparse cross-entropy, or reset the optimizer it has."""
-    layout = _layout(model)
-    if _COMPILED.get(model) == layout:
+def prepare(
+    model: keras.Model, lr: float, *, loss: str = "sparse_categorical_crossentropy"
+) -> None:
+    """Compile `model` with Adam(lr) and `loss` once per trainable layout; later, reset Adam.
+
+    Recompiling traces a new train function (about 1 s on a small CPU); a model compiled before
+    with the same trainable layout and loss keeps its function and gets a fresh optimizer state
+    and learning rate instead. Sparse cross-entropy (integer labels) also tracks accuracy.
+    """
+    key = (_layout(model), loss)
+    if _COMPILED.get(model) == key:
         for variable in model.optimizer.variables:
             variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
         model.optimizer.learning_rate = lr
         return
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    _COMPILED[model] = layout
+    metrics = ["accuracy"] if loss == "sparse_categorical_crossentropy" else None
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+    _COMPILED[model] = key
 
 
 def fit(
@@ -145,7 +149,7 @@ def fit(
         validation = (x_val, check_labels(y_val, n_val, n_classes, "y_val"))
 
     keras.utils.set_random_seed(int(seed))
-    _prepare(model, float(lr))
+    prepare(model, float(lr))
     batch_size = min(batch_size, n)
     if validation is not None:
         return model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=validation,
