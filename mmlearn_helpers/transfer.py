@@ -178,7 +178,7 @@ def features(model: keras.Model, x: np.ndarray | dict, *, batch_size: int = 512)
     return predict_proba(encoder, x, batch_size=batch_size)
 
 
-def _logistic(feats: np.ndarray, y: np.ndarray, n_classes: int, C: float) -> tuple:
+def logistic_head(feats: np.ndarray, y: np.ndarray, n_classes: int, C: float) -> tuple:
     """Kernel (d, n_classes) and bias of a standardized multinomial logistic regression."""
     present = np.unique(y)
     if len(present) != n_classes:
@@ -208,7 +208,7 @@ def fit_linear_head(
     head = model.get_layer(HEAD)
     feats = features(model, x)
     y = check_labels(y, len(feats), head.units)
-    kernel, bias = _logistic(feats, y, head.units, float(C))
+    kernel, bias = logistic_head(feats, y, head.units, float(C))
     head.set_weights([kernel, bias])
     return model
 
@@ -504,7 +504,7 @@ def learning_curve(
                     scores = predict_proba(scratch, x_test)
                 else:
                     if head is None:
-                        head = _logistic(feats_train[idx], y_k, n_classes, C)
+                        head = logistic_head(feats_train[idx], y_k, n_classes, C)
                     if method == "frozen":
                         scores = feats_test @ head[0] + head[1]
                     else:

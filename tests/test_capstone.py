@@ -1,0 +1,171 @@
+"""The capstone orchestration: every method on a tiny fixed case, argument checks, summaries."""
+
+import keras
+import numpy as np
+import pytest
+
+from mmlearn_helpers import capstone
+from mmlearn_helpers.data import Dataset
+from mmlearn_helpers.models import classifier, conv_encoder
+
+SHAPES = {"image": (8, 8, 1), "audio": (8, 12, 1)}
+TINY = {"seeds": 1, "steps": 2, "batch_size": 8, "lr": 1e-2, "distill_lr": 1e-3, "tune_lr": 1e-3}
+
+
+def _split(split: str, per_class: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(10), per_class)
+    x = {m: (rng.normal(size=(len(y), *s)) + y[:, None, None, None] / 5).astype(np.float32)
+         for m, s in SHAPES.items()}
+    return Dataset("tiny", split, x, y)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    data = {"train": _split("train", 4, 0), "val": _split("val", 2, 1),
+            "test": _split("test", 2, 2)}
+    keras.utils.set_random_seed(0)
+    sources = {m: classifier(conv_encoder(s, (4,)), 10, name=f"{m}_source")
+               for m, s in SHAPES.items()}
+    cache: dict = {}
+    run = capstone.run_seed(data, sources, seed=3, labels_per_class=2, budget=TINY, cache=cache,
+                            check_factors=(2,))
+    return data, sources, cache, run
+
+
+def test_every_method_gives_test_probabilities_and_costs(tiny):
+    data, _, _, run = tiny
+    assert tuple(run["methods"]) == capstone.METHODS
+    for name, r in run["methods"].items():
+        assert r["probs"].shape == (data["test"].n, 10), name
+        np.testing.assert_allclose(r["probs"].sum(axis=1), 1.0, atol=1e-4, err_msg=name)
+        assert r["seconds"] >= 0 and r["params"] > 0, name
+    steps = {name: r["steps"] for name, r in run["methods"].items()}
+    assert steps["transfer_frozen"] == steps["probe"] == 0  # convex fits, no gradient steps
+    assert steps["audio_scratch"] == steps["finetuned_multimodal"] == TINY["steps"]
+    # the student distills whole passes over its 20 unlabelled pairs: one pass is 3 batches of 8
+    assert steps["crossmodal_student"] == 3
+    assert steps["late_tuned"] == steps["image_scratch"] + steps["audio_scratch"]
+    assert 0 <= run["late_w"] <= 1
+    assert run["teacher"]["name"] in ("image_scratch", "image_transfer")
+    assert run["teacher"]["unlabelled_pairs"] == data["train"].n - 20
+
+
+def test_budget_check_retrains_each_scratch_network(tiny):
+    _, _, _, run = tiny
+    check = run["budget_check"]
+    assert {(r["network"], r["factor"]) for r in check} == {
+        (name, f) for name in capstone.SCRATCH for f in (1.0, 2.0)}
+    for r in check:
+        assert 0 <= r["val_accuracy"] <= 1 and r["steps"] > 0
+    gains = capstone.budget_gains(run)
+    assert set(gains) == set(capstone.SCRATCH) and all(set(g) == {2.0} for g in gains.values())
+    with pytest.raises(ValueError, match="has no budget check"):
+        capstone.budget_gains({**run, "budget_check": []})
+
+
+def test_same_seed_same_probabilities(tiny):
+    data, sources, cache, run = tiny
+    again = capstone.run_seed(data, sources, seed=3, labels_per_class=2, budget=TINY, cache=cache)
+    for name in capstone.METHODS:
+        np.testing.assert_allclose(again["methods"][name]["probs"], run["methods"][name]["probs"],
+                                   atol=1e-5, err_msg=name)
+
+
+def test_summary_table_and_saved_numbers(tiny):
+    data, _, _, run = tiny
+    rows = capstone.result_rows([run], data["test"].y)
+    assert len(rows) == len(capstone.METHODS)
+    summary = capstone.summary_rows(rows)
+    f1 = [r["macro_f1"] for r in summary]
+    assert f1 == sorted(f1, reverse=True)
+    saved = capstone.results(summary, [run])
+    assert saved["best_method"] == summary[0]["method"]
+    for name in capstone.METHODS:
+        for key in capstone.SAVED:
+            assert f"{name}_{key}" in saved
+    assert "late_tuned_macro_f1" in saved and saved["seeds"] == 1
+    assert "budget_x2_gain_crossmodal_student" in saved
+
+
+def test_compare_is_spread_aware():
+    summary = [{"method": "a", "macro_f1": 0.80, "macro_f1_std": 0.02},
+               {"method": "b", "macro_f1": 0.70, "macro_f1_std": 0.01},
+               {"method": "c", "macro_f1": 0.77, "macro_f1_std": 0.03}]
+    assert capstone.compare(summary, "a", "b") == pytest.approx(
+        {"diff": 0.10, "spread": 0.02, "clear": True})
+    assert not capstone.compare(summary, "a", "c")["clear"]  # 0.03 <= 2 * 0.03
+    assert capstone.describe(summary, "a", "b") == "+0.100 (clear: > 2 x 0.020)"
+    assert capstone.describe(summary, "c", "a") == "-0.030 (not clear: <= 2 x 0.030)"
+    with pytest.raises(ValueError, match="b='z' is not a method"):
+        capstone.compare(summary, "a", "z")
+    with pytest.raises(ValueError, match="metric='seconds'"):
+        capstone.compare(summary, "a", "b", metric="seconds")
+
+
+def test_summary_uses_the_median_of_seconds():
+    rows = [{"method": "m", "seed": s, "accuracy": 0.5, "macro_recall": 0.5, "macro_f1": 0.5,
+             "seconds": sec, "steps": 10, "params": 7} for s, sec in enumerate((9.0, 1.0, 2.0))]
+    (entry,) = capstone.summary_rows(rows)
+    assert entry["seconds"] == 2.0 and entry["steps"] == 10 and entry["params"] == 7
+
+
+def test_budget_arithmetic():
+    assert capstone.steps_per_epoch(200, 32) == 7
+    assert capstone.steps_per_epoch(5, 32) == 1
+    assert capstone.epochs_for(140, 200, 32) == 20
+    assert capstone.epochs_for(140, 878, 32) == 5
+    assert capstone.epochs_for(1, 878, 32) == 1
+    for profile in ("fast", "full"):
+        assert capstone.check_budget(capstone.BUDGETS[profile]) == capstone.BUDGETS[profile]
+
+
+def test_bad_budgets_are_refused():
+    with pytest.raises(TypeError, match="budget is a list"):
+        capstone.check_budget([1, 2])
+    with pytest.raises(ValueError, match="expected exactly"):
+        capstone.check_budget({k: v for k, v in TINY.items() if k != "steps"})
+    with pytest.raises(ValueError, match=r"budget\['steps'\]=0 should be an int >= 1"):
+        capstone.check_budget({**TINY, "steps": 0})
+    with pytest.raises(ValueError, match=r"budget\['lr'\]=2 should be a learning rate"):
+        capstone.check_budget({**TINY, "lr": 2})
+    with pytest.raises(ValueError, match="n=0"):
+        capstone.steps_per_epoch(0, 32)
+
+
+def test_run_seed_refuses_bad_arguments(tiny):
+    data, sources, cache, _ = tiny
+    ok = {"seed": 0, "labels_per_class": 2, "budget": TINY, "cache": cache}
+    with pytest.raises(ValueError, match="seed=-1 should be an int >= 0"):
+        capstone.run_seed(data, sources, **{**ok, "seed": -1})
+    with pytest.raises(ValueError, match="labels_per_class=0"):
+        capstone.run_seed(data, sources, **{**ok, "labels_per_class": 0})
+    with pytest.raises(ValueError, match="labels every training pair"):
+        capstone.run_seed(data, sources, **{**ok, "labels_per_class": 4})
+    with pytest.raises(ValueError, match="expected a dict with the Datasets"):
+        capstone.run_seed({"train": data["train"]}, sources, **ok)
+    with pytest.raises(TypeError, match=r"data\['val'\] is a dict; expected a Dataset"):
+        capstone.run_seed({**data, "val": {}}, sources, **ok)
+    with pytest.raises(ValueError, match="of pretrained classifiers"):
+        capstone.run_seed(data, {"image": sources["image"]}, **ok)
+    with pytest.raises(TypeError, match=r"sources\['audio'\] is a str"):
+        capstone.run_seed(data, {**sources, "audio": "model"}, **ok)
+    with pytest.raises(TypeError, match="cache is a list"):
+        capstone.run_seed(data, sources, **{**ok, "cache": []})
+    with pytest.raises(ValueError, match="check_factors=.*positive numbers"):
+        capstone.run_seed(data, sources, **ok, check_factors=(0,))
+    with pytest.raises(ValueError, match="cache holds models built for other data or sources"):
+        capstone.run_seed(data, sources, **{**ok, "cache": {"shapes": {"image": (1, 1, 1)}}})
+    other = {"image": sources["audio"], "audio": sources["image"]}  # same shapes, other weights
+    with pytest.raises(ValueError, match="cache holds models built for other data or sources"):
+        capstone.run_seed(data, other, **ok)
+
+
+def test_summaries_refuse_bad_runs(tiny):
+    data, _, _, run = tiny
+    with pytest.raises(ValueError, match="expected a non-empty list of run_seed results"):
+        capstone.result_rows([], data["test"].y)
+    with pytest.raises(ValueError, match="expected the same test split"):
+        capstone.result_rows([run], data["test"].y[:5])
+    with pytest.raises(ValueError, match="summary is empty"):
+        capstone.results([], [run])
