@@ -30,7 +30,7 @@ from . import finetune as ft
 from .data import Dataset
 from .metrics import evaluate, summarize
 from .models import HEAD, classifier, count_params
-from .training import check_inputs, predict_proba
+from .training import check_inputs, fit_steps, predict_proba
 
 # Every method, in the order of the notebooks that introduce them.
 METHODS = ("image_scratch", "audio_scratch", "transfer_frozen", "transfer_finetuned", "probe",
@@ -252,7 +252,7 @@ def run_seed(
 
         def train_labels(steps: int, name=name, model=model) -> int:
             model.set_weights(builders[name](seed).get_weights())
-            ft.fit_steps(model, pick(name, x), y, steps=steps, lr=budget["lr"], seed=seed,
+            fit_steps(model, pick(name, x), y, steps=steps, lr=budget["lr"], seed=seed,
                          batch_size=budget["batch_size"])
             return steps
 
@@ -286,7 +286,7 @@ def run_seed(
     t = time.perf_counter()
     transfer.fit_linear_head(model, x["audio"], y)
     steps = budget["steps"]
-    ft.fit_steps(model, x["audio"], y, steps=steps, lr=budget["tune_lr"], seed=seed,
+    fit_steps(model, x["audio"], y, steps=steps, lr=budget["tune_lr"], seed=seed,
                  batch_size=budget["batch_size"])
     seconds = time.perf_counter() - t
     fitted["transfer_finetuned"] = evaluate(y, predict_proba(model, x["audio"]))["accuracy"]
@@ -345,7 +345,7 @@ def run_seed(
     t = time.perf_counter()
     _fused_head(model, x, y)
     steps = budget["steps"]
-    ft.fit_steps(model, x, y, steps=steps, lr=budget["tune_lr"], seed=seed,
+    fit_steps(model, x, y, steps=steps, lr=budget["tune_lr"], seed=seed,
                  batch_size=budget["batch_size"])
     seconds = time.perf_counter() - t
     fitted["finetuned_multimodal"] = evaluate(y, predict_proba(model, x))["accuracy"]

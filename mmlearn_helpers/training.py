@@ -87,6 +87,12 @@ def _positive_int(value: object, name: str) -> int:
     return int(value)
 
 
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed={seed!r} should be a non-negative int")
+    return int(seed)
+
+
 def prepare(
     model: keras.Model, lr: float, *, loss: str = "sparse_categorical_crossentropy"
 ) -> None:
@@ -136,8 +142,7 @@ def fit(
     batch_size = _positive_int(batch_size, "batch_size")
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
         raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} should be a non-negative int")
+    _check_seed(seed)
     n_classes = int(model.outputs[0].shape[-1])
     x, n = check_inputs(x)
     y = check_labels(y, n, n_classes)
@@ -155,6 +160,60 @@ def fit(
         return model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=validation,
                          class_weight=class_weight, shuffle=True, verbose=2 if verbose else 0)
     return _fit_batches(model, x, y, epochs, batch_size, seed, class_weight, verbose)
+
+
+def fit_steps(
+    model: keras.Model,
+    x: np.ndarray | dict,
+    y: np.ndarray,
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    batch_size: int = 32,
+    class_weight: dict | None = None,
+    every: int | None = None,
+    callback=None,
+) -> list[float]:
+    """Train exactly `steps` gradient steps with one fresh Adam(lr); return the per-step losses.
+
+    A budget in steps, unlike one in epochs, does not depend on the size of the training set:
+    30 and 200 examples get the same number of updates. Every batch holds exactly `batch_size`
+    examples (repeats included when the set is smaller), taken in order from seeded permutations
+    of the set, so each example is seen equally often (to within one). With `every`,
+    `callback(steps_done)` runs after every `every` steps (e.g. to measure validation accuracy);
+    it does not restart the optimizer. Compiles as `fit` does (once per layout).
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
+    steps = _positive_int(steps, "steps")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
+        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
+    seed = _check_seed(seed)
+    if every is not None:
+        every = _positive_int(every, "every")
+    if (every is None) != (callback is None):
+        raise ValueError("every and callback go together; give both or neither")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback is a {type(callback).__name__}; expected a function(steps)")
+    x, n = check_inputs(x)
+    y = check_labels(np.asarray(y), n, int(model.outputs[0].shape[-1]))
+    keras.utils.set_random_seed(seed)
+    prepare(model, float(lr))
+    rng = np.random.default_rng(seed)
+    need = steps * batch_size
+    order = np.concatenate([rng.permutation(n) for _ in range(-(-need // n))])[:need]
+    model.reset_metrics()
+    losses = []
+    for step in range(steps):
+        idx = order[step * batch_size:(step + 1) * batch_size]
+        batch = {m: v[idx] for m, v in x.items()} if isinstance(x, dict) else x[idx]
+        logs = model.train_on_batch(batch, y[idx], class_weight=class_weight, return_dict=True)
+        losses.append(float(logs["loss"]))
+        if every is not None and (step + 1) % every == 0:
+            callback(step + 1)
+    return losses
 
 
 def _fit_batches(

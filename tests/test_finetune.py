@@ -6,7 +6,7 @@ import pytest
 import mmlearn_helpers  # noqa: F401  (sets quiet TF logging before keras loads)
 from mmlearn_helpers import finetune as ft
 from mmlearn_helpers.models import classifier, conv_encoder
-from mmlearn_helpers.training import fit, predict_proba
+from mmlearn_helpers.training import fit, fit_steps, predict_proba
 
 SHAPES = {"audio": (8, 10, 1), "image": (8, 8, 1)}
 
@@ -158,17 +158,17 @@ def test_fit_steps_counts_steps_not_epochs(sources):
     for n in (7, 40):  # the same budget for a tiny and a larger set
         x, y = _data(n)
         seen.clear()
-        losses = ft.fit_steps(model, x, y, steps=6, lr=1e-3, seed=0, every=2, callback=seen.append)
+        losses = fit_steps(model, x, y, steps=6, lr=1e-3, seed=0, every=2, callback=seen.append)
         assert len(losses) == 6 and seen == [2, 4, 6]
         assert int(model.optimizer.iterations.numpy()) == 6  # one Adam, not restarted by callback
     with pytest.raises(ValueError, match="steps=0 should be a positive int"):
-        ft.fit_steps(model, x, y, steps=0, lr=1e-3, seed=0)
+        fit_steps(model, x, y, steps=0, lr=1e-3, seed=0)
     with pytest.raises(ValueError, match="every and callback go together"):
-        ft.fit_steps(model, x, y, steps=2, lr=1e-3, seed=0, every=1)
+        fit_steps(model, x, y, steps=2, lr=1e-3, seed=0, every=1)
     with pytest.raises(ValueError, match="lr=2"):
-        ft.fit_steps(model, x, y, steps=2, lr=2, seed=0)
+        fit_steps(model, x, y, steps=2, lr=2, seed=0)
     with pytest.raises(TypeError, match="callback is a str"):
-        ft.fit_steps(model, x, y, steps=2, lr=1e-3, seed=0, every=1, callback="print")
+        fit_steps(model, x, y, steps=2, lr=1e-3, seed=0, every=1, callback="print")
 
 
 def test_staged_model_runs_in_steps(sources):
@@ -196,7 +196,7 @@ def test_frozen_stage_on_features_matches_full_model(sources, masked):
     assert runner.heads["frozen"] is not None  # the shortcut was taken
     full = ft.set_schedule(ft.pretrained_fusion_model(sources, masked=masked), "frozen")
     full.set_weights(start)
-    ft.fit_steps(full, x, y, steps=8, lr=1e-2, seed=3)
+    fit_steps(full, x, y, steps=8, lr=1e-2, seed=3)
     for a, b in zip(fast.get_weights(), full.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(fast.get_layer("head").get_weights()[0], start[-2])
