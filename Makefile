@@ -7,7 +7,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PROFILE ?= fast
 export TF_CPP_MIN_LOG_LEVEL ?= 3
-export TF_ENABLE_ONEDNN_OPTS ?= 0
 
 .PHONY: run test lab data bench lint clean help
 .DEFAULT_GOAL := help

@@ -136,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     records = []
     for i, path in enumerate(books, 1):
         print(f"[{i}/{len(books)}] {path.stem} ({args.profile}) ...", flush=True)

@@ -35,3 +35,14 @@ def test_makefile_has_the_documented_targets():
     makefile = (ROOT / "Makefile").read_text()
     for target in ("run:", "test:", "lab:", "data:", "bench:"):
         assert f"\n{target}" in makefile, f"Makefile lacks the target {target}"
+
+
+def test_importing_the_helpers_prints_nothing_to_stderr():
+    """TensorFlow's oneDNN notice would otherwise land in every executed notebook."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS_"))}
+    done = subprocess.run([sys.executable, "-c", "import mmlearn_helpers, keras"], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stderr == "", f"import wrote to stderr: {done.stderr[:300]!r}"
