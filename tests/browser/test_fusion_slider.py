@@ -111,9 +111,19 @@ def _shown(page) -> tuple[float, float]:
 
 
 def _centre(page, locator) -> None:
-    """Scroll the notebook so `locator` sits mid-screen (JupyterLab re-scrolls after a run)."""
-    locator.evaluate("el => el.scrollIntoView({block: 'center'})")
-    page.wait_for_timeout(300)  # let the windowed notebook render the cells around it
+    """Scroll the notebook until `locator` sits inside the viewport and stays there.
+
+    JupyterLab re-scrolls after Run All, and its windowed notebook swaps estimated cell heights
+    for real ones as cells render, which can push the slider out again after one scroll.
+    """
+    height = page.viewport_size["height"]
+    for _ in range(10):
+        locator.evaluate("el => el.scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(400)
+        box = locator.bounding_box()
+        if box and 100 < box["y"] < height - 100:
+            return
+    raise AssertionError(f"could not scroll the slider into view (last box: {box})")
 
 
 def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
