@@ -253,7 +253,7 @@ def run_seed(
         def train_labels(steps: int, name=name, model=model) -> int:
             model.set_weights(builders[name](seed).get_weights())
             fit_steps(model, pick(name, x), y, steps=steps, lr=budget["lr"], seed=seed,
-                         batch_size=budget["batch_size"])
+                      batch_size=budget["batch_size"])
             return steps
 
         trainers[name] = train_labels
@@ -287,7 +287,7 @@ def run_seed(
     transfer.fit_linear_head(model, x["audio"], y)
     steps = budget["steps"]
     fit_steps(model, x["audio"], y, steps=steps, lr=budget["tune_lr"], seed=seed,
-                 batch_size=budget["batch_size"])
+              batch_size=budget["batch_size"])
     seconds = time.perf_counter() - t
     fitted["transfer_finetuned"] = evaluate(y, predict_proba(model, x["audio"]))["accuracy"]
     record("transfer_finetuned", seconds, predict_proba(model, test.x["audio"]), steps,
@@ -346,7 +346,7 @@ def run_seed(
     _fused_head(model, x, y)
     steps = budget["steps"]
     fit_steps(model, x, y, steps=steps, lr=budget["tune_lr"], seed=seed,
-                 batch_size=budget["batch_size"])
+              batch_size=budget["batch_size"])
     seconds = time.perf_counter() - t
     fitted["finetuned_multimodal"] = evaluate(y, predict_proba(model, x))["accuracy"]
     record("finetuned_multimodal", seconds, predict_proba(model, test.x), steps,

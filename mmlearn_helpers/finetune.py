@@ -25,7 +25,7 @@ from keras.layers import Multiply
 from sklearn.metrics import f1_score, precision_score, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from .fusion import FUSED, ModalityDropout
+from .fusion import FUSED, ModalityDropout, nested_encoders
 from .metrics import evaluate, gains
 from .models import HEAD, conv_encoder, encoder_of
 from .training import (
@@ -110,14 +110,11 @@ def pretrained_fusion_model(
 
 def encoders(model: keras.Model) -> dict[str, keras.Model]:
     """Modality -> nested `<modality>_encoder` of a multimodal model, in sorted order."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
-    found = {layer.name.removesuffix("_encoder"): layer for layer in model.layers
-             if isinstance(layer, keras.Model) and layer.name.endswith("_encoder")}
+    found = nested_encoders(model)
     if not found:
         raise ValueError(f"model {model.name!r} has no nested `<modality>_encoder`; expected a "
                          "model built by pretrained_fusion_model or fusion.early_fusion_model")
-    return dict(sorted(found.items()))
+    return found
 
 
 def set_schedule(
@@ -339,7 +336,7 @@ def head_model(model: keras.Model) -> keras.Model | None:
 
 def features(model: keras.Model, x: dict, *, batch_size: int = 512) -> dict:
     """Inputs of `head_model(model)`: encoder features of `x` (inference mode), presence kept."""
-    x, n = check_inputs(x)
+    x, _ = check_inputs(x)
     if not isinstance(x, dict):
         raise TypeError("x is an array; expected a dict modality -> array")
     enc = encoders(model)
@@ -348,9 +345,7 @@ def features(model: keras.Model, x: dict, *, batch_size: int = 512) -> dict:
         raise ValueError(f"x lacks the modalities {missing}; the model has encoders {sorted(enc)}")
     out = {k: v for k, v in x.items() if k.endswith(PRESENT)}
     for m, e in enc.items():
-        out[m] = np.concatenate([
-            keras.ops.convert_to_numpy(e(x[m][i:i + batch_size], training=False))
-            for i in range(0, n, batch_size)]).astype(np.float32)
+        out[m] = predict_proba(e, x[m], batch_size=batch_size)
     return out
 
 

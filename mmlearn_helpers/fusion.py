@@ -311,16 +311,22 @@ def early_fusion_model(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _encoders(model: keras.Model) -> dict[str, keras.Model]:
-    """Modality -> encoder of an `early_fusion_model`, in the order the features are joined."""
+def nested_encoders(model: keras.Model) -> dict[str, keras.Model]:
+    """Modality -> each nested `<modality>_encoder` of `model`, sorted by modality (maybe none)."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
-    found = {layer.name[: -len("_encoder")]: layer for layer in model.layers
+    found = {layer.name.removesuffix("_encoder"): layer for layer in model.layers
              if isinstance(layer, keras.Model) and layer.name.endswith("_encoder")}
+    return dict(sorted(found.items()))
+
+
+def _encoders(model: keras.Model) -> dict[str, keras.Model]:
+    """Modality -> encoder of an `early_fusion_model`, in the order the features are joined."""
+    found = nested_encoders(model)
     if len(found) < 2:
         raise ValueError(f"model {model.name!r} has encoders {sorted(found)}; expected an "
                          "early_fusion_model with one `<modality>_encoder` per modality")
-    return dict(sorted(found.items()))
+    return found
 
 
 def modality_features(model: keras.Model, x: dict, *, batch_size: int = 512) -> dict:

@@ -93,6 +93,15 @@ def _check_seed(seed: object) -> int:
     return int(seed)
 
 
+def _check_fit(model: keras.Model, x: Inputs, y: np.ndarray, lr: object, seed: object) -> tuple:
+    """(x, n, y, seed) for a training call, refusing a bad lr, seed, inputs or labels."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
+        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
+    seed = _check_seed(seed)
+    x, n = check_inputs(x)
+    return x, n, check_labels(np.asarray(y), n, int(model.outputs[0].shape[-1])), seed
+
+
 def prepare(
     model: keras.Model, lr: float, *, loss: str = "sparse_categorical_crossentropy"
 ) -> None:
@@ -140,12 +149,8 @@ def fit(
         raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
-        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
-    _check_seed(seed)
+    x, n, y, seed = _check_fit(model, x, y, lr, seed)
     n_classes = int(model.outputs[0].shape[-1])
-    x, n = check_inputs(x)
-    y = check_labels(y, n, n_classes)
     if (x_val is None) != (y_val is None):
         raise ValueError("x_val and y_val go together; give both or neither")
     validation = None
@@ -188,17 +193,13 @@ def fit_steps(
         raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
     steps = _positive_int(steps, "steps")
     batch_size = _positive_int(batch_size, "batch_size")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
-        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
-    seed = _check_seed(seed)
     if every is not None:
         every = _positive_int(every, "every")
     if (every is None) != (callback is None):
         raise ValueError("every and callback go together; give both or neither")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback is a {type(callback).__name__}; expected a function(steps)")
-    x, n = check_inputs(x)
-    y = check_labels(np.asarray(y), n, int(model.outputs[0].shape[-1]))
+    x, n, y, seed = _check_fit(model, x, y, lr, seed)
     keras.utils.set_random_seed(seed)
     prepare(model, float(lr))
     rng = np.random.default_rng(seed)
@@ -208,8 +209,8 @@ def fit_steps(
     losses = []
     for step in range(steps):
         idx = order[step * batch_size:(step + 1) * batch_size]
-        batch = {m: v[idx] for m, v in x.items()} if isinstance(x, dict) else x[idx]
-        logs = model.train_on_batch(batch, y[idx], class_weight=class_weight, return_dict=True)
+        logs = model.train_on_batch(_take(x, idx), y[idx], class_weight=class_weight,
+                                    return_dict=True)
         losses.append(float(logs["loss"]))
         if every is not None and (step + 1) % every == 0:
             callback(step + 1)
