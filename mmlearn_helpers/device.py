@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import numbers
 import os
 import platform
 
 MIXED_PRECISION_CHOICES = ("auto", "on", "off")
+# The strategy `setup` chose; None until setup runs (and always on a non-TensorFlow backend).
+_STATE: dict = {"strategy": None}
 
 
 def _tf():
@@ -71,6 +76,9 @@ def strategy():
     return tf.distribute.get_strategy()
 
 
+_auto_strategy = strategy  # `setup` has an argument named strategy
+
+
 def describe() -> str:
     """One line saying where the notebook runs: backend, versions, CPU cores and GPUs."""
     import keras
@@ -79,3 +87,91 @@ def describe() -> str:
     where = f"{len(names)} GPU(s): {', '.join(names)}" if names else "CPU only (no GPU found)"
     return (f"{where}; {os.cpu_count()} CPU cores; Keras {keras.__version__} on "
             f"{keras.backend.backend()}; Python {platform.python_version()}")
+
+
+def _strategy_name(strat) -> str:
+    name = type(strat).__name__
+    return "default" if name == "_DefaultDistributionStrategy" else name
+
+
+def setup(mixed_precision: str = "auto", strategy=None) -> dict:
+    """Get ready to train: GPU memory growth, mixed precision, distribution strategy; one line.
+
+    Call it once at the top of a training notebook. `mixed_precision` "auto" uses float16 compute
+    (policy mixed_float16) when a GPU is present and float32 otherwise; "on" asks for it (refused
+    without a GPU), "off" keeps float32. The strategy is a MirroredStrategy over all GPUs when
+    there are several, TensorFlow's default strategy otherwise; a `tf.distribute.Strategy` given
+    as `strategy` is used instead. Models the helpers build are then built and compiled in its
+    scope (see `scope`). Prints and returns (key "line") where the notebook runs; the dict also
+    holds "policy", "strategy" (None on a non-TensorFlow backend), "replicas" and "gpus".
+    Safe to call again (memory growth that can no longer change is left as it is).
+    """
+    import keras
+
+    if not isinstance(mixed_precision, str):
+        raise TypeError(f"mixed_precision is a {type(mixed_precision).__name__} "
+                        f"({mixed_precision!r}); expected a str, one of {MIXED_PRECISION_CHOICES}")
+    if mixed_precision not in MIXED_PRECISION_CHOICES:
+        raise ValueError(f"mixed_precision={mixed_precision!r} is not valid; expected one of "
+                         f"{MIXED_PRECISION_CHOICES}")
+    tf = _tf()
+    if strategy is not None:
+        if tf is None:
+            raise ValueError(f"strategy={strategy!r} needs the tensorflow backend; Keras runs on "
+                             f"{keras.backend.backend()!r}; expected strategy=None")
+        if not isinstance(strategy, tf.distribute.Strategy):
+            raise TypeError(f"strategy is a {type(strategy).__name__}; expected a tf.distribute"
+                            ".Strategy (e.g. tf.distribute.MirroredStrategy()) or None")
+    names = gpus()
+    if mixed_precision == "on" and not names:
+        raise ValueError("mixed_precision='on' asks for float16 compute, but no GPU was found; "
+                         "expected 'auto' or 'off' on a CPU-only machine")
+    enable_memory_growth()  # before anything initialises the GPUs (strategy() does)
+    policy = set_mixed_precision(mixed_precision)
+    chosen = None if tf is None else (strategy if strategy is not None else _auto_strategy())
+    _STATE["strategy"] = chosen
+    n = replicas()
+    where = f"{len(names)} GPU(s) ({', '.join(names)})" if names else "CPU only"
+    line = (f"Keras on {keras.backend.backend()}: {where}; policy {policy}; strategy "
+            f"{'none' if chosen is None else _strategy_name(chosen)}; {n} replica(s)")
+    print(line)
+    return {"policy": policy, "strategy": chosen, "replicas": n, "gpus": names, "line": line}
+
+
+def scope():
+    """Context manager: the scope of the strategy `setup` chose; a no-op without one.
+
+    A no-op before `setup`, on a non-TensorFlow backend and for the default strategy. Entering
+    it again inside itself is fine (a classifier built around a freshly built encoder).
+    """
+    strat = _STATE["strategy"]
+    if strat is None or _tf() is None or _strategy_name(strat) == "default":
+        return contextlib.nullcontext()
+    return strat.scope()
+
+
+def in_scope(func):
+    """Decorator: run `func` (a model builder) inside `scope()`."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with scope():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def replicas() -> int:
+    """How many model replicas train in sync (GPUs under MirroredStrategy; 1 on a CPU)."""
+    strat = _STATE["strategy"]
+    return 1 if strat is None else int(strat.num_replicas_in_sync)
+
+
+def scaled_batch(batch_size: int) -> int:
+    """The global batch for `batch_size` examples per replica: batch_size * replicas()."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"batch_size is a {type(batch_size).__name__} ({batch_size!r}); "
+                        "expected a positive int")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not valid; expected a positive int")
+    return int(batch_size) * replicas()

@@ -25,6 +25,7 @@ from keras.layers import Multiply
 from sklearn.metrics import f1_score, precision_score, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
+from .device import in_scope, scope
 from .fusion import FUSED, ModalityDropout, nested_encoders
 from .metrics import evaluate, gains
 from .models import HEAD, conv_encoder, encoder_of
@@ -54,6 +55,7 @@ def _filters(encoder: keras.Model) -> tuple[int, ...]:
     return tuple(int(layer.filters) for layer in convs)
 
 
+@in_scope
 def pretrained_fusion_model(
     sources: Mapping[str, keras.Model],
     input_shapes: Mapping[str, Sequence[int]] | None = None,
@@ -104,7 +106,7 @@ def pretrained_fusion_model(
     h = layers.Concatenate(name=FUSED)(feats)
     if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
         raise ValueError(f"n_classes={n_classes!r} should be an int >= 2")
-    outputs = layers.Dense(int(n_classes), activation="softmax", name=HEAD)(h)
+    outputs = layers.Dense(int(n_classes), activation="softmax", dtype="float32", name=HEAD)(h)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -291,6 +293,7 @@ _HEAD_PATH = {Multiply: "mask", ModalityDropout: "modality_dropout", layers.Conc
               layers.Dropout: "dropout", layers.Dense: HEAD}
 
 
+@in_scope
 def head_model(model: keras.Model) -> keras.Model | None:
     """The layers above the encoders of a fusion model, as a model on the encoders' features.
 
@@ -484,7 +487,8 @@ def source_metrics(
     enc = encoders(model)
     if modality not in enc:
         raise ValueError(f"modality={modality!r}; the model has encoders {sorted(enc)}")
-    probe = keras.models.clone_model(source_model)
+    with scope():
+        probe = keras.models.clone_model(source_model)
     probe.set_weights(source_model.get_weights())
     copy_weights(enc[modality], encoder_of(probe))
     return evaluate(np.asarray(y), predict_proba(probe, x))

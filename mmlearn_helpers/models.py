@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from .device import in_scope
+
 ENCODER = "encoder"
 HEAD = "head"
 # Keras' default BatchNormalization momentum (0.99) needs thousands of steps before its moving
@@ -45,6 +47,7 @@ def _check_sizes(values: object, name: str) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
+@in_scope
 def conv_encoder(
     input_shape: Sequence[int],
     filters: Sequence[int] = (16, 32, 32),
@@ -85,6 +88,7 @@ def conv_encoder(
     return keras.Model(inputs, features, name=name)
 
 
+@in_scope
 def mlp_encoder(
     input_shape: Sequence[int], units: Sequence[int] = (64, 32), *, name: str = ENCODER
 ) -> keras.Model:
@@ -105,6 +109,7 @@ def mlp_encoder(
     return keras.Model(inputs, h, name=name)
 
 
+@in_scope
 def classifier(
     encoder: keras.Model, n_classes: int = 10, *, dropout: float = 0.0, name: str = "classifier"
 ) -> keras.Model:
@@ -128,7 +133,8 @@ def classifier(
     h = encoder(inputs)
     if dropout > 0:
         h = layers.Dropout(float(dropout), name="dropout")(h)
-    outputs = layers.Dense(int(n_classes), activation="softmax", name=HEAD)(h)
+    # float32 softmax even under mixed precision (same config as the default under float32)
+    outputs = layers.Dense(int(n_classes), activation="softmax", dtype="float32", name=HEAD)(h)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -16,6 +16,8 @@ import weakref
 import keras
 import numpy as np
 
+from . import device
+
 # Models compiled by `prepare`, with the trainable layout and loss they were compiled for.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -113,12 +115,18 @@ def prepare(
     """
     key = (_layout(model), loss)
     if _COMPILED.get(model) == key:
-        for variable in model.optimizer.variables:
-            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-        model.optimizer.learning_rate = lr
+        opt = model.optimizer
+        # under mixed_float16 Keras wraps Adam in a LossScaleOptimizer: its scale starts at
+        # initial_scale, not 0 (a zero scale would zero every gradient)
+        scale = getattr(opt, "dynamic_scale", None)
+        for variable in opt.variables:
+            start = opt.initial_scale if variable is scale else 0
+            variable.assign(keras.ops.full(variable.shape, start, variable.dtype))
+        opt.learning_rate = lr
         return
     metrics = ["accuracy"] if loss == "sparse_categorical_crossentropy" else None
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+    with device.scope():
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
     _COMPILED[model] = key
 
 
@@ -160,7 +168,7 @@ def fit(
 
     keras.utils.set_random_seed(int(seed))
     prepare(model, float(lr))
-    batch_size = min(batch_size, n)
+    batch_size = min(device.scaled_batch(batch_size), n)
     if validation is not None:
         return model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=validation,
                          class_weight=class_weight, shuffle=True, verbose=2 if verbose else 0)
@@ -202,6 +210,7 @@ def fit_steps(
     x, n, y, seed = _check_fit(model, x, y, lr, seed)
     keras.utils.set_random_seed(seed)
     prepare(model, float(lr))
+    batch_size = device.scaled_batch(batch_size)
     rng = np.random.default_rng(seed)
     need = steps * batch_size
     order = np.concatenate([rng.permutation(n) for _ in range(-(-need // n))])[:need]

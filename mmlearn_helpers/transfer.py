@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from .device import scope
 from .metrics import evaluate, summarize
 from .models import HEAD, classifier, conv_encoder, encoder_of
 from .training import _walk, check_inputs, check_labels, fit, predict_proba
@@ -235,16 +236,18 @@ def transfer_model(
     keras.utils.set_random_seed(_check_seed(seed))
     shape = tuple(encoder.inputs[0].shape[1:]) if input_shape is None else tuple(input_shape)
     if shape == tuple(encoder.inputs[0].shape[1:]):
-        new_encoder = keras.models.clone_model(encoder)
+        with scope():
+            new_encoder = keras.models.clone_model(encoder)
     else:
         if len(shape) != len(encoder.inputs[0].shape) - 1:
             raise ValueError(
                 f"input_shape={input_shape!r} has {len(shape)} axes; the source encoder reads "
                 f"{tuple(encoder.inputs[0].shape[1:])}"
             )
-        new_encoder = keras.models.clone_model(
-            encoder, input_tensors=keras.Input(shape, name=f"{encoder.name}_input")
-        )
+        with scope():
+            new_encoder = keras.models.clone_model(
+                encoder, input_tensors=keras.Input(shape, name=f"{encoder.name}_input")
+            )
     n_out = int(source_model.outputs[0].shape[-1]) if n_classes is None else n_classes
     model = classifier(new_encoder, n_out, dropout=dropout, name=f"{method}_classifier")
     if method != "scratch":
