@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tone, write_wav
 
 from mmlearn_helpers.data import (
     N_FRAMES,
@@ -290,41 +289,6 @@ def test_corrupt_or_truncated_npz_names_the_file(tmp_path):
 # ---------------------------------------------------------------- avmnist with tiny fixtures
 
 
-def _write_wav(path: Path, samples: np.ndarray, rate: int = 8000, channels: int = 1) -> None:
-    data = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(data.tobytes())
-
-
-def _tone(digit: int, index: int, rate: int = 8000) -> np.ndarray:
-    t = np.arange(int(0.4 * rate)) / rate
-    return 0.4 * np.sin(2 * np.pi * (300 + 80 * digit + index) * t) * np.hanning(len(t))
-
-
-@pytest.fixture
-def avmnist_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    y_train, y_test = np.arange(120) % 10, np.arange(30) % 10
-    np.savez(
-        tmp_path / "mnist.npz",
-        x_train=rng.integers(0, 256, (120, 28, 28), dtype=np.uint8),
-        y_train=y_train.astype(np.uint8),
-        x_test=rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
-        y_test=y_test.astype(np.uint8),
-    )
-    recordings = tmp_path / "fsdd" / "free-spoken-digit-dataset-1.0.10" / "recordings"
-    recordings.mkdir(parents=True)
-    for digit in range(10):
-        for index in (0, 1, 5, 6, 10, 11, 12):
-            for speaker in ("ana", "bo"):
-                _write_wav(recordings / f"{digit}_{speaker}_{index}.wav", _tone(digit, index))
-    (recordings / "README.txt").write_text("not a recording")
-    return tmp_path
-
-
 def test_avmnist_from_local_copies(avmnist_dir):
     sizes = {}
     for split in SPLITS:
@@ -350,16 +314,16 @@ def test_avmnist_reduced_images_lose_energy(avmnist_dir):
 
 def test_avmnist_resamples_other_rates_and_refuses_low_ones(avmnist_dir):
     recordings = av.find_recordings(avmnist_dir / "fsdd")
-    stereo = np.repeat(_tone(3, 0, 16000), 2)
-    _write_wav(recordings / "3_cy_0.wav", stereo, rate=16000, channels=2)
+    stereo = np.repeat(tone(3, 0, 16000), 2)
+    write_wav(recordings / "3_cy_0.wav", stereo, rate=16000, channels=2)
     av._fsdd.cache_clear()
     clips, digits, meta = av.fsdd_clips(recordings, "test")
     (at,) = np.flatnonzero(meta["speaker"] == "cy")
-    assert digits[at] == 3 and abs(len(clips[at]) - len(_tone(3, 0))) < 800
+    assert digits[at] == 3 and abs(len(clips[at]) - len(tone(3, 0))) < 800
     reference = clips[int(np.flatnonzero((meta["speaker"] == "ana") & (digits == 3))[0])]
     assert np.corrcoef(np.abs(np.fft.rfft(clips[at], 4096)),
                        np.abs(np.fft.rfft(reference, 4096)))[0, 1] > 0.9
-    _write_wav(recordings / "4_cy_0.wav", _tone(4, 0, 4000), rate=4000)
+    write_wav(recordings / "4_cy_0.wav", tone(4, 0, 4000), rate=4000)
     av._fsdd.cache_clear()
     with pytest.raises(ValueError, match="4000 Hz"):
         load_dataset("avmnist", split="test", data_dir=avmnist_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..settings import cap
 from . import audio
 from .dataset import Dataset, check_split
 from .download import cache_dir, download
@@ -200,8 +201,9 @@ def load_avmnist(
     """MNIST images paired (seeded, same digit, same split) with FSDD recordings.
 
     Images are energy-reduced like the AV-MNIST benchmark unless reduced=False; n keeps a seeded
-    random subset of n pairs. Audio goes through the spoken_digits pipeline (same features and
-    standardization, same degradations). FSDD wavs at other rates are resampled to 8 kHz and
+    random subset of n pairs (all of them, said in one printed line, when the split holds
+    fewer). Audio goes through the spoken_digits pipeline (same features and standardization,
+    same degradations). FSDD wavs at other rates are resampled to 8 kHz and
     multi-channel files downmixed; rates below 8 kHz are refused.
     """
     check_split(split)
@@ -210,8 +212,10 @@ def load_avmnist(
     mnist_path, recordings = locate(data_dir)
     x, y = mnist_split(mnist_path, split, reduced)
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(y):
-            raise ValueError(f"n={n!r}; expected an integer in 1-{len(y)} or None")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n={n!r}; expected a positive integer (at most the {len(y)} "
+                             f"{split} images) or None")
+        n = cap(int(n), len(y), f"avmnist {split} pairs")
         keep = np.sort(np.random.default_rng(seed).choice(len(y), size=n, replace=False))
         x, y = x[keep], y[keep]
     else:

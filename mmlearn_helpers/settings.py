@@ -1,0 +1,140 @@
+"""Each notebook's settings, from one table keyed by notebook, dataset and profile.
+
+The embedded data (`av_digits`: 8x8 digits, espeak-ng voices) and real AV-MNIST (`avmnist`:
+28x28 MNIST, human FSDD recordings) need different sizes, degradations and budgets for a lesson
+to make its point, so no notebook hard-codes them. A table entry holds the settings shared by
+both profiles, the per-profile ones ("fast", "full") and one sentence of why. `settings()` merges
+them with the notebook's own parameters (a parameter left at None takes the table's value) and
+prints one line of what is used.
+"""
+
+from __future__ import annotations
+
+from .params import check_profile
+
+NOTEBOOK_DATASETS = ("av_digits", "avmnist")
+
+# notebook -> dataset -> {"why": one sentence, "common": {...}, "fast": {...}, "full": {...}}
+_CLEAN_AVMNIST = ("clean, as in the AV-MNIST benchmark: real MNIST (energy-reduced) and human "
+                  "FSDD recordings are hard enough as recorded")
+_FINETUNE = {"fast": {"seeds": 3, "head_steps": 160, "tune_steps": 40, "eval_every": 20},
+             "full": {"seeds": 5, "head_steps": 300, "tune_steps": 80, "eval_every": 20}}
+
+TABLE: dict[str, dict[str, dict]] = {
+    "02_feature_transfer": {
+        "av_digits": {
+            "why": "clean pairs: the lesson compares representations of the data as recorded",
+            "common": {"k": 5, "n_train": None},
+            "fast": {"seeds": 3, "student_epochs": 8, "embedding": "pca"},
+            "full": {"seeds": 5, "student_epochs": 20, "embedding": "tsne"},
+        },
+        "avmnist": {
+            "why": "clean pairs, as recorded; the fast profile probes a subset of the training "
+                   "pairs (probes on the whole split take minutes on a laptop), the full one all",
+            "common": {"k": 5},
+            "fast": {"seeds": 3, "student_epochs": 8, "embedding": "pca", "n_train": 2000},
+            "full": {"seeds": 5, "student_epochs": 20, "embedding": "tsne", "n_train": None},
+        },
+    },
+    "03_structure_transfer": {
+        "av_digits": {
+            "why": "the language barrier: spoken digits in every shipped language but English, "
+                   "the speech source's",
+            "common": {"k": 5, "epochs": 60, "lr": 3e-3},
+            "fast": {"seeds": 3, "ks": ()}, "full": {"seeds": 5, "ks": (1, 20)},
+        },
+        "avmnist": {
+            "why": "the human FSDD recordings, clean, each once: synthetic voices to real ones",
+            "common": {"k": 5, "epochs": 60, "lr": 3e-3},
+            "fast": {"seeds": 3, "ks": ()}, "full": {"seeds": 5, "ks": (1, 20)},
+        },
+    },
+    "05_fine_tuning": {
+        "av_digits": {
+            "why": "noisy images and audio, so neither source model is right as it is and the "
+                   "fine-tuning stages have something to fix",
+            "common": {"image_noise": 0.5, "snr_db": 10.0, "labels_per_class": 20},
+            **_FINETUNE,
+        },
+        "avmnist": {"why": _CLEAN_AVMNIST,
+                    "common": {"image_noise": 0.0, "snr_db": None, "labels_per_class": 20},
+                    **_FINETUNE},
+    },
+    "06_capstone": {
+        "av_digits": {
+            "why": "the degradations and label budget of notebook 05, so the methods meet the "
+                   "same target",
+            "common": {"image_noise": 0.5, "snr_db": 10.0, "labels_per_class": 20},
+            "fast": {"check": (2.0,)}, "full": {"check": (0.5, 2.0)},
+        },
+        "avmnist": {"why": _CLEAN_AVMNIST,
+                    "common": {"image_noise": 0.0, "snr_db": None, "labels_per_class": 20},
+                    "fast": {"check": (2.0,)}, "full": {"check": (0.5, 2.0)}},
+    },
+    "04_early_vs_late_fusion": {
+        "av_digits": {
+            "why": "8x8 digits and espeak voices are easy when clean, so both modalities are "
+                   "degraded until neither is enough alone and fusion has something to add",
+            "common": {"image_noise": 0.7, "snr_db": -3.0, "n_train": None, "lr": 1e-3,
+                       "batch_size": 64, "pool": {"audio": 4}, "modality_dropout": 0.5},
+            "fast": {"seeds": 3, "epochs": 8, "ws": 21, "snr_levels": (-7.0, -11.0),
+                     "noise_levels": (0.85, 1.0)},
+            "full": {"seeds": 6, "epochs": 12, "ws": 41,
+                     "snr_levels": (3.0, 0.0, -5.0, -7.0, -9.0, -11.0, -13.0),
+                     "noise_levels": (0.4, 0.55, 0.8, 0.9, 1.0)},
+        },
+        "avmnist": {
+            "why": "clean, as in the AV-MNIST benchmark (its images are already energy-reduced to "
+                   "a quarter of their variance, which makes the image the weak modality); noise "
+                   "is added only at test time, to see which fusion copes",
+            "common": {"image_noise": 0.0, "snr_db": None, "lr": 3e-3, "batch_size": 64,
+                       "pool": {"image": 2, "audio": 2}, "modality_dropout": 0.5},
+            "fast": {"seeds": 3, "epochs": 5, "n_train": 2000, "ws": 21,
+                     "snr_levels": (20.0, 10.0), "noise_levels": (0.3, 0.6),
+                     "bench_seeds": 3, "bench_epochs": 5},
+            "full": {"seeds": 10, "epochs": 5, "n_train": None, "ws": 41,
+                     "snr_levels": (30.0, 20.0, 15.0, 10.0, 5.0),
+                     "noise_levels": (0.2, 0.4, 0.6, 0.8), "bench_seeds": 10, "bench_epochs": 5},
+        },
+    },
+}
+
+
+def settings(notebook: str, dataset: str, profile: str, *, quiet: bool = False,
+             **parameters) -> dict:
+    """The settings of `notebook` on `dataset` in `profile`, with the notebook's parameters.
+
+    A parameter given as None takes the table's value; any other value overrides it (and the
+    printed line says so). Unknown notebooks, data sets or parameter names raise ValueError.
+    """
+    if notebook not in TABLE:
+        raise ValueError(f"notebook={notebook!r} has no settings; expected one of {sorted(TABLE)}")
+    if dataset not in TABLE[notebook]:
+        raise ValueError(f"dataset={dataset!r} has no settings in {notebook}; expected one of "
+                         f"{sorted(TABLE[notebook])}")
+    entry = TABLE[notebook][dataset]
+    out = {**entry["common"], **entry[check_profile(profile)]}
+    unknown = sorted(set(parameters) - set(out))
+    if unknown:
+        raise ValueError(f"{unknown} are not settings of {notebook} on {dataset}; expected some "
+                         f"of {sorted(out)}")
+    changed = {k: v for k, v in parameters.items() if v is not None and v != out[k]}
+    out.update(changed)
+    if not quiet:
+        shown = ", ".join(f"{k}={v!r}" + (" (yours)" if k in changed else "")
+                          for k, v in out.items())
+        print(f"{notebook} on {dataset}, {profile} profile: {shown}. Why: {entry['why']}")
+    return out
+
+
+_CAPPED: set[tuple] = set()
+
+
+def cap(wanted: int | None, available: int, what: str) -> int:
+    """min(wanted, available): a size never exceeds what a split holds; says so once when cut."""
+    if wanted is None or wanted >= available:
+        if wanted is not None and wanted > available and (what, wanted, available) not in _CAPPED:
+            _CAPPED.add((what, wanted, available))
+            print(f"{what}: asked for {wanted}, the data hold {available}; using all {available}.")
+        return available
+    return int(wanted)
