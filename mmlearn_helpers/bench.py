@@ -2,6 +2,7 @@
 
     python -m mmlearn_helpers.bench               # helpers only, about a minute
     python -m mmlearn_helpers.bench --notebooks   # also every notebook, fast profile
+    python -m mmlearn_helpers.bench --dataset avmnist --data-dir DIR   # + the real-data benchmark
 """
 
 from __future__ import annotations
@@ -33,6 +34,48 @@ def _import_seconds() -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import mmlearn_helpers, keras"], check=True)
     return time.perf_counter() - start
+
+
+def _avmnist_benchmark(data_dir: str | None, profile: str) -> tuple[dict, float]:
+    """Notebook 04's real-data benchmark (its settings), and this process's peak RSS in MiB."""
+    from . import fusion_benchmark
+    from .data import load_dataset
+    from .settings import settings
+
+    s = settings("04_early_vs_late_fusion", "avmnist", profile, quiet=True)
+    data = {split: load_dataset("avmnist", split=split, data_dir=data_dir)
+            for split in ("train", "val", "test")}
+    rows = fusion_benchmark.late_fusion_benchmark(
+        data, seeds=range(s["bench_seeds"]), epochs=s["bench_epochs"], lr=s["lr"],
+        batch_size=s["batch_size"], pool=s["pool"], verbose=False)
+    summary = fusion_benchmark.summary(rows) | {f"n_{k}": d.n for k, d in data.items()}
+    return summary, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def avmnist_measurements(data_dir: str | None, profile: str = "fast") -> dict:
+    """The real-data benchmark in a fresh process (so its peak memory is its own), beside
+    the MultiBench figures quoted in `fusion_benchmark.MULTIBENCH`."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from .fusion_benchmark import MULTIBENCH
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        b, rss = pool.submit(_avmnist_benchmark, data_dir, profile).result()
+    tag = f"avmnist {b['n_train']}/{b['n_val']}/{b['n_test']} pairs, {b['seeds']} seeds"
+    return {
+        f"{tag}: best fusion test accuracy (rule chosen on val)": (b["fusion"], ""),
+        f"{tag}: best fusion, std over seeds": (b["fusion_std"], ""),
+        f"{tag}: audio only test accuracy": (b["audio_only"], ""),
+        f"{tag}: image only test accuracy": (b["image_only"], ""),
+        f"{tag}: training seconds per seed (both experts)": (b["train_seconds"], "s"),
+        f"{tag}: peak resident memory of the benchmark process": (rss, "MiB"),
+        "MultiBench simple late fusion (quoted): test accuracy": (MULTIBENCH["fusion"], ""),
+        "MultiBench simple late fusion (quoted): audio only": (MULTIBENCH["audio_only"], ""),
+        "MultiBench simple late fusion (quoted): image only": (MULTIBENCH["image_only"], ""),
+        "MultiBench simple late fusion (quoted): training seconds": (
+            MULTIBENCH["train_seconds"], "s"),
+    }
 
 
 def measure(notebooks: bool = False) -> dict:
@@ -76,12 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     """Print the measurements as a table and write them to runs/bench.json."""
     parser = argparse.ArgumentParser(prog="python -m mmlearn_helpers.bench", description=__doc__)
     parser.add_argument("--notebooks", action="store_true", help="also time every notebook")
+    parser.add_argument("--dataset", choices=("av_digits", "avmnist"), default="av_digits",
+                        help="avmnist: also run notebook 04's real-data benchmark")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with mnist.npz and fsdd/ (default: the download cache)")
+    parser.add_argument("--profile", choices=("fast", "full"), default="fast")
     parser.add_argument("--out", default="runs/bench.json")
     args = parser.parse_args(argv)
     results = measure(args.notebooks)
+    if args.dataset == "avmnist":
+        results |= avmnist_measurements(args.data_dir, args.profile)
     width = max(map(len, results))
     for name, (value, unit) in results.items():
-        print(f"{name:<{width}}  {value:>10.2f} {unit}")
+        print(f"{name:<{width}}  {value:>10.{2 if unit else 4}f} {unit}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({k: {"value": v, "unit": u}
                                           for k, (v, u) in results.items()}, indent=2) + "\n")

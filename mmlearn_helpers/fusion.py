@@ -16,6 +16,7 @@ import numpy as np
 from keras import layers
 from tqdm.auto import tqdm
 
+from .device import in_scope
 from .models import HEAD, classifier, conv_encoder
 from .training import check_inputs, fit, predict_proba
 
@@ -253,6 +254,7 @@ def _check_pool(pool: object, modalities: Sequence[str]) -> dict[str, int]:
     return {m: int(pool.get(m, 1)) for m in modalities}
 
 
+@in_scope
 def modality_encoder(
     input_shape: Sequence[int], filters: Sequence[int] = (16, 32, 32), *, pool: int = 1,
     name: str = "encoder",
@@ -274,6 +276,7 @@ def modality_encoder(
     return keras.Model(inputs, conv_encoder(pooled, filters, name=f"{name}_conv")(h), name=name)
 
 
+@in_scope
 def early_fusion_model(
     input_shapes: Mapping[str, Sequence[int]],
     n_classes: int = 10,
@@ -307,7 +310,7 @@ def early_fusion_model(
     h = layers.Concatenate(name=FUSED)(feats)
     if dropout > 0:
         h = layers.Dropout(float(dropout), name="dropout")(h)
-    outputs = layers.Dense(int(n_classes), activation="softmax", name=HEAD)(h)
+    outputs = layers.Dense(int(n_classes), activation="softmax", dtype="float32", name=HEAD)(h)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -502,7 +505,8 @@ def run_seed(
     `load(split=..., seed=..., image_noise=..., snr_db=...)` returns a Dataset with "image" and
     "audio" (e.g. `functools.partial(load_dataset, "av_digits")`). The late-fusion weight is
     tuned on validation. The trained models are then tested, without retraining, on test sets
-    with other audio SNRs (`snr_levels`) and image noise levels (`noise_levels`). Returns
+    with other audio SNRs (`snr_levels`) and image noise levels (`noise_levels`); snr_db=None
+    means clean training audio. Returns
     probabilities (not scores, so any metric can be computed later) and the trained models
     (pass them as `reuse` to the next seed to save Keras' re-tracing).
     """
@@ -527,7 +531,8 @@ def run_seed(
                 s: method_probs(models, d.x, w=w) | {"y": d.y} for s, d in pair.items()
             }
     return {"seed": seed, "models": models, "best_w": w, "ws": ws, "val": val, "test": test,
-            "defaults": {"snr_db": float(snr_db), "image_noise": float(image_noise)},
+            "defaults": {"snr_db": None if snr_db is None else float(snr_db),
+                         "image_noise": float(image_noise)},
             "y_val": data["val"].y, "y_test": data["test"].y, "shifted": shifted}
 
 
@@ -567,7 +572,7 @@ def robustness_rows(runs: Sequence[dict]) -> list[dict]:
         raise ValueError("runs is empty; expected the results of run_seed for at least one seed")
     levels = {(kind, level) for kind, level in runs[0]["shifted"]}
     levels |= {(kind, float(level)) for kind, level in runs[0]["defaults"].items()
-               if any(k == kind for k, _ in levels)}
+               if level is not None and any(k == kind for k, _ in levels)}
     rows = []
     for kind, level in sorted(levels):
         for method in runs[0]["val"]:

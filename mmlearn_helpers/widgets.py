@@ -148,6 +148,11 @@ def fusion_explorer(
     return widgets.VBox([header, slider, readout, best, out])
 
 
+def snr_label(snr_db: float) -> str:
+    """'clean' for an infinite SNR (no noise added), else e.g. '-3 dB'."""
+    return "clean" if np.isinf(snr_db) else f"{snr_db:g} dB"
+
+
 def snr_table(
     probs_image_val: np.ndarray,
     probs_image_test: np.ndarray,
@@ -195,7 +200,7 @@ def snr_figure(rows: Sequence[dict], selected: float | None = None) -> plt.Figur
     for row, color in zip(rows, colors, strict=True):
         bold = selected is None or np.isclose(row["snr_db"], selected)
         ax.plot(row["ws"], row["test_curve"], color=color, lw=2.2 if bold else 0.8,
-                alpha=1 if bold else 0.4, label=f"audio SNR {row['snr_db']:g} dB")
+                alpha=1 if bold else 0.4, label=f"audio {snr_label(row['snr_db'])}")
         ax.plot([row["best_w"]], [row["late_tuned"]], "v", color=color, ms=9 if bold else 5)
     ax.set(xlabel="w (weight of the image)", ylabel="test accuracy", xlim=(0, 1),
            title="Late fusion vs w as the audio gets noisier (triangles: best w on validation)")
@@ -215,7 +220,7 @@ def snr_explorer(rows: Sequence[dict]) -> widgets.VBox:
         raise ValueError("rows is empty; expected the output of snr_table")
     by_level = {row["snr_db"]: row for row in rows}
     levels = sorted(by_level, reverse=True)
-    slider = widgets.SelectionSlider(options=[(f"{v:g} dB", v) for v in levels], value=levels[0],
+    slider = widgets.SelectionSlider(options=[(snr_label(v), v) for v in levels], value=levels[0],
                                      description="audio SNR", continuous_update=True)
     slider.add_class(SNR_CLASS)
     readout = widgets.HTML(layout=widgets.Layout(font_family="monospace"))
@@ -292,7 +297,7 @@ def plot_robustness(rows: Sequence[dict], defaults: Mapping[str, float]) -> plt.
                         yerr=[r["accuracy_std"] for r in sel], marker="o", ms=4, capsize=3,
                         color=f"C{i}", label=LABELS.get(method, method))
         xlabel, invert = titles.get(kind, (kind, False))
-        if kind in defaults:
+        if defaults.get(kind) is not None:
             ax.axvline(defaults[kind], color="0.5", ls=":", label="trained at")
         if invert:
             ax.invert_xaxis()
