@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import write_avmnist
 
 from mmlearn_helpers.run import NOTEBOOKS_DIR, find_notebooks, run_notebook
 
@@ -66,3 +67,20 @@ def test_notebook_runs_headless_and_saves_its_numbers(path: Path, runs_dir: Path
     assert saved["params"]["profile"] == "fast"
     missing = [k for k in REQUIRED_KEYS.get(path.stem, []) if k not in saved["metrics"]]
     assert not missing, f"{path.stem} did not save {missing}"
+
+
+@pytest.fixture(scope="session")
+def small_real_data(tmp_path_factory):
+    return write_avmnist(tmp_path_factory.mktemp("avmnist"))
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_sizes_itself_to_a_small_real_data_folder(path: Path, small_real_data: Path,
+                                                           tmp_path: Path):
+    """dataset="avmnist" on a valid but tiny folder (110/10/30 pairs): no crash on any size."""
+    extra = {"dataset": "avmnist", "data_dir": str(small_real_data)}
+    record = run_notebook(path, tmp_path, "fast", extra)
+    assert record["status"] == "ok", f"{path.stem}: {record['error']}"
+    saved = json.loads((tmp_path / "results" / f"{path.stem}.json").read_text())
+    assert saved["params"]["dataset"] == "avmnist"
