@@ -20,6 +20,25 @@ from .results import load_results
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
+def _kernel_manager():
+    """A kernel manager that talks to the kernel over local socket files (IPC), not TCP.
+
+    Over TCP, ipykernel prints "Kernel is running over TCP without encryption" once per notebook;
+    IPC has nothing to warn about. Windows has no IPC transport, so it keeps Jupyter's default.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name == "nt":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+
+    return IPCKernelManager
+
+
 def find_notebooks(
     names: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR
 ) -> list[Path]:
@@ -72,7 +91,8 @@ def run_notebook(path: Path, out_dir: Path, profile: str, extra: dict | None = N
     record = {"notebook": path.stem, "status": "ok", "error": None, "output": str(output)}
     try:
         papermill.execute_notebook(str(path), str(output), parameters=params, cwd=str(path.parent),
-                                   kernel_name="python3", progress_bar=progress, log_output=False)
+                                   kernel_name="python3", progress_bar=progress, log_output=False,
+                                   kernel_manager_class=_kernel_manager())
     except PapermillExecutionError as exc:
         record["status"] = "failed"
         record["error"] = (f"{_failing_cell(output, exc.cell_index)} raised {exc.ename}: "

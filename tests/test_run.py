@@ -71,3 +71,17 @@ def test_a_failing_cell_fails_the_run_and_is_named(books, tmp_path, capsys):
     assert summary[0]["metrics"] == {"accuracy": 0.75}
     assert "| 01_fine | ok |" in (out / "summary.md").read_text()
     assert (out / "02_broken.ipynb").exists()
+
+
+def test_a_run_prints_no_kernel_warning(tmp_path, capfd):
+    """The runner's kernel talks over IPC: no "running over TCP without encryption" notice."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "01_one.ipynb", ["print(6 * 7)"])
+    (tmp_path / "out").mkdir()
+    record = run.run_notebook(folder / "01_one.ipynb", tmp_path / "out", "fast")
+    assert record["status"] == "ok"
+    out, err = capfd.readouterr()
+    assert "without encryption" not in out + err and "WARNING" not in err
+    executed = nbformat.read(tmp_path / "out" / "01_one.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "42\n"
