@@ -84,13 +84,26 @@ def _cell(value: object, digits: int) -> str:
     return str(value)
 
 
+class Table(str):
+    """Markdown table text that JupyterLab renders as a table (`display(table)`).
+
+    It stays plain text everywhere else: `print(table)`, papermill's text output, summary files.
+    """
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def results_table(
     rows: Sequence[dict], columns: Sequence[str] | None = None, *, digits: int = 3
-) -> str:
+) -> Table:
     """A Markdown table of result rows (e.g. `summarize` output); `metric ± std` where both exist.
 
     Columns default to the keys of the first row; a column `m` with a companion `m_std` is shown
-    as one "m ± std" column.
+    as one "m ± std" column. `display()` it to see a rendered table in a notebook.
     """
     if not rows:
         raise ValueError("rows is empty; expected at least one row to print")
@@ -107,7 +120,7 @@ def results_table(
                 text += f" ± {_cell(row[f'{col}_std'], digits)}"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return Table("\n".join(lines))
 
 
 def gains(

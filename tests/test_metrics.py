@@ -90,6 +90,7 @@ def test_results_table_is_markdown_with_spreads():
     assert lines[0] == "| method | k | accuracy |"
     assert lines[2] == "| scratch | 1 | 0.300 ± 0.100 |"
     assert len(lines) == 2 + 4
+    assert table._repr_markdown_() == table == repr(table)  # rendered in Jupyter, text elsewhere
     with pytest.raises(ValueError, match="lacks column"):
         results_table(ROWS, ["method", "missing"])
 
