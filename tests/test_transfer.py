@@ -320,3 +320,28 @@ def test_data_fingerprint_is_stable():
     first = transfer.data_fingerprint()
     assert first == transfer.data_fingerprint() and len(first) == 20
     int(first, 16)
+
+
+def test_source_recipes_are_checked_and_masks_are_seeded():
+    assert transfer._check_recipe(None, "spoken_digits") == {}
+    recipe = transfer._check_recipe("sim_to_real", "spoken_digits")
+    assert recipe["filters"] == (32, 64, 64, 128) and "source" not in recipe
+    with pytest.raises(ValueError, match="recipe='deep'"):
+        transfer._check_recipe("deep", "spoken_digits")
+    with pytest.raises(ValueError, match="does not fit source 'printed_digits'"):
+        transfer._check_recipe("sim_to_real", "printed_digits")
+    x = np.ones((50, 32, 40, 1), np.float32)
+    masked = transfer._masked(x, {"mels": 6, "frames": 8}, seed=3)
+    np.testing.assert_array_equal(masked, transfer._masked(x, {"mels": 6, "frames": 8}, seed=3))
+    assert x.min() == 1 and 0 < (masked == 0).mean() < 0.4
+    full_rows = (masked == 0).all(axis=(2, 3)).sum(axis=1)  # blanked mel bands per clip
+    assert full_rows.max() <= 6
+
+
+def test_transfer_targets_can_return_the_validation_split():
+    val = transfer_targets("av_digits", modalities=("audio",), language="en",
+                           eval_split="val")["audio"]
+    english = load_dataset("spoken_digits", split="val", language="en", seed=7919)
+    np.testing.assert_array_equal(val[3], english.y)
+    with pytest.raises(ValueError, match="eval_split='dev'"):
+        transfer_targets("av_digits", eval_split="dev")
