@@ -36,6 +36,17 @@ def _import_seconds() -> float:
     return time.perf_counter() - start
 
 
+def _own_peak_mib() -> float:
+    """This process's own peak RSS: VmHWM on Linux (ru_maxrss of a spawned child also counts
+    its parent's size at fork time), ru_maxrss elsewhere."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _avmnist_benchmark(data_dir: str | None, profile: str) -> tuple[dict, float]:
     """Notebook 04's real-data benchmark (its settings), and this process's peak RSS in MiB."""
     from . import fusion_benchmark
@@ -49,7 +60,7 @@ def _avmnist_benchmark(data_dir: str | None, profile: str) -> tuple[dict, float]
         data, seeds=range(s["bench_seeds"]), epochs=s["bench_epochs"], lr=s["lr"],
         batch_size=s["batch_size"], pool=s["pool"], verbose=False)
     summary = fusion_benchmark.summary(rows) | {f"n_{k}": d.n for k, d in data.items()}
-    return summary, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return summary, _own_peak_mib()
 
 
 def avmnist_measurements(data_dir: str | None, profile: str = "fast") -> dict:
@@ -131,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         results |= avmnist_measurements(args.data_dir, args.profile)
     width = max(map(len, results))
     for name, (value, unit) in results.items():
-        print(f"{name:<{width}}  {value:>10.{2 if unit else 4}f} {unit}")
+        digits = 0 if float(value).is_integer() else 2 if unit else 4
+        print(f"{name:<{width}}  {value:>10.{digits}f} {unit}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({k: {"value": v, "unit": u}
                                           for k, (v, u) in results.items()}, indent=2) + "\n")

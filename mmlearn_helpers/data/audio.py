@@ -73,13 +73,24 @@ def warp_frequencies(power: np.ndarray, factors: np.ndarray) -> np.ndarray:
     return np.where((src > n_bins - 1)[:, None, :], 0.0, out).astype(np.float32)
 
 
+LOG_MEL_CHUNK = 256  # clips per STFT batch: bounds the spectra's memory (complex128, ~1 MB a clip)
+
+
 def log_mel(clips: np.ndarray, pitch_factors: np.ndarray | None = None) -> np.ndarray:
-    """Unstandardized log-mel features (n, N_MELS, N_FRAMES) of fixed-length clips."""
-    power = power_spectrogram(clips)
-    if pitch_factors is not None:
-        power = warp_frequencies(power, pitch_factors)
-    mel = power @ _MEL.T  # (n, frames, mels)
-    return np.log(mel + LOG_FLOOR).transpose(0, 2, 1).astype(np.float32)
+    """Unstandardized log-mel features (n, N_MELS, N_FRAMES) of fixed-length clips.
+
+    Computed LOG_MEL_CHUNK clips at a time (the same numbers as all at once), so thousands of
+    clips need tens of MB of spectra, not gigabytes.
+    """
+    out = np.empty((len(clips), N_MELS, N_FRAMES), dtype=np.float32)
+    for start in range(0, len(clips), LOG_MEL_CHUNK):
+        part = slice(start, start + LOG_MEL_CHUNK)
+        power = power_spectrogram(clips[part])
+        if pitch_factors is not None:
+            power = warp_frequencies(power, np.asarray(pitch_factors)[part])
+        mel = power @ _MEL.T  # (n, frames, mels)
+        out[part] = np.log(mel + LOG_FLOOR).transpose(0, 2, 1)
+    return out
 
 
 def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
