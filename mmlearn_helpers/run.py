@@ -11,7 +11,9 @@ import ast
 import json
 import os
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from .params import PROFILES, check_profile, check_results_dir
@@ -24,7 +26,10 @@ def _kernel_manager():
     """A kernel manager that talks to the kernel over local socket files (IPC), not TCP.
 
     Over TCP, ipykernel prints "Kernel is running over TCP without encryption" once per notebook;
-    IPC has nothing to warn about. Windows has no IPC transport, so it keeps Jupyter's default.
+    IPC has nothing to warn about. The sockets get a unique name in the temporary folder (by
+    default they would land in the notebook's folder, shared by kernels running side by side);
+    the kernel manager deletes them when the kernel stops. Windows has no IPC transport, so it
+    keeps Jupyter's default.
     """
     from jupyter_client.manager import AsyncKernelManager
 
@@ -35,6 +40,7 @@ def _kernel_manager():
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.transport = "ipc"
+            self.ip = os.path.join(tempfile.gettempdir(), f"mmlearn-kernel-{uuid.uuid4().hex[:12]}")
 
     return IPCKernelManager
 

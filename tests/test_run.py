@@ -83,5 +83,6 @@ def test_a_run_prints_no_kernel_warning(tmp_path, capfd):
     assert record["status"] == "ok"
     out, err = capfd.readouterr()
     assert "without encryption" not in out + err and "WARNING" not in err
+    assert sorted(p.name for p in folder.iterdir()) == ["01_one.ipynb"]  # no sockets left here
     executed = nbformat.read(tmp_path / "out" / "01_one.ipynb", as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "42\n"
