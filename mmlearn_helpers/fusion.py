@@ -444,23 +444,30 @@ def train_fusion_models(
     return fresh
 
 
+def late_rules(p_image: np.ndarray, p_audio: np.ndarray, w: float) -> dict[str, np.ndarray]:
+    """The two experts and the late-fusion rules: sum rule at w = 0.5 ("late_equal") and at `w`
+    on the image ("late_tuned"), product rule at w = 0.5 ("late_product")."""
+    return {
+        "image_only": p_image,
+        "audio_only": p_audio,
+        "late_equal": late_fusion([p_image, p_audio], 0.5),
+        "late_tuned": late_fusion([p_image, p_audio], w),
+        "late_product": product_fusion([p_image, p_audio], 0.5),
+    }
+
+
 def method_probs(models: dict[str, keras.Model], x: dict, *, w: float) -> dict[str, np.ndarray]:
     """Class probabilities of every method on inputs with both modalities ("image", "audio").
 
     Late fusion uses weight `w` on the image for "late_tuned"; "late_equal" and "late_product"
     use w = 0.5 (the untuned default of each rule).
     """
-    p_img = predict_proba(models["image"], x["image"])
-    p_aud = predict_proba(models["audio"], x["audio"])
-    return {
-        "image_only": p_img,
-        "audio_only": p_aud,
-        "early": predict_proba(models["early"], x),
-        "early_dropout": predict_proba(models["early_dropout"], x),
-        "late_equal": late_fusion([p_img, p_aud], 0.5),
-        "late_tuned": late_fusion([p_img, p_aud], w),
-        "late_product": product_fusion([p_img, p_aud], 0.5),
-    }
+    late = late_rules(predict_proba(models["image"], x["image"]),
+                      predict_proba(models["audio"], x["audio"]), w)
+    return {"image_only": late["image_only"], "audio_only": late["audio_only"],
+            "early": predict_proba(models["early"], x),
+            "early_dropout": predict_proba(models["early_dropout"], x),
+            **{k: late[k] for k in ("late_equal", "late_tuned", "late_product")}}
 
 
 def missing_probs(

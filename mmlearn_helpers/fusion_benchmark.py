@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.dataset import Dataset
-from .fusion import accuracy, best_weight, late_fusion, modality_encoder, product_fusion
+from .fusion import accuracy, best_weight, late_rules, modality_encoder
 from .models import classifier
 from .training import fit, predict_proba
 
@@ -39,13 +39,6 @@ def _check_data(data: object) -> dict[str, Dataset]:
         if not isinstance(d, Dataset) or set(MODALITIES) - set(d.modalities):
             raise ValueError(f"data[{split!r}] should be a Dataset with modalities {MODALITIES}")
     return dict(data)
-
-
-def _rules(p_image: np.ndarray, p_audio: np.ndarray, w: float) -> dict[str, np.ndarray]:
-    return {"image_only": p_image, "audio_only": p_audio,
-            "late_equal": late_fusion([p_image, p_audio], 0.5),
-            "late_tuned": late_fusion([p_image, p_audio], w),
-            "late_product": product_fusion([p_image, p_audio], 0.5)}
 
 
 def late_fusion_benchmark(
@@ -87,7 +80,7 @@ def late_fusion_benchmark(
         probs = {s: [predict_proba(experts[m], data[s].x[m]) for m in MODALITIES]
                  for s in ("val", "test")}
         w = best_weight(*probs["val"], data["val"].y)
-        val, test = _rules(*probs["val"], w), _rules(*probs["test"], w)
+        val, test = late_rules(*probs["val"], w), late_rules(*probs["test"], w)
         row = {"seed": int(seed), "train_seconds": seconds, "w": w}
         row |= {k: accuracy(data["test"].y, p) for k, p in test.items()}
         row |= {f"val_{k}": accuracy(data["val"].y, p) for k, p in val.items()}

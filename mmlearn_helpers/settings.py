@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from .params import check_profile
 
-NOTEBOOK_DATASETS = ("av_digits", "avmnist")
-
 # notebook -> dataset -> {"why": one sentence, "common": {...}, "fast": {...}, "full": {...}}
 _CLEAN_AVMNIST = ("clean, as in the AV-MNIST benchmark: real MNIST (energy-reduced) and human "
                   "FSDD recordings are hard enough as recorded")
