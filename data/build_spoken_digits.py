@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,12 @@ from scipy.io import wavfile
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from mmlearn_helpers.data import audio  # noqa: E402
+from mmlearn_helpers.data import audio, spoken  # noqa: E402
 
 OUT = ROOT / "spoken_digits.npz"
 MANIFEST = ROOT / "manifest.json"
 ORDER_SEED = 20240601  # fixes the order in which voice combinations are tried
+SPLIT_SEED, SPLIT_TRIES = 20261204, 2000  # the seeded search for alike splits (assign_splits)
 
 # language -> espeak-ng voices (accents) that speak it; the text "0".."9" is read in that language
 LANGUAGES = {
@@ -41,8 +43,13 @@ LANGUAGES = {
     "nl": ["nl"],
     "pl": ["pl"],
 }
-# speakers per split: (train, val, test)
+# speakers synthesized per variant pool: (train, val, test); pools keep the synthesis order
 SPEAKERS = {"en": (48, 12, 12)} | {lang: (10, 3, 3) for lang in LANGUAGES if lang != "en"}
+# speakers per split once synthesized, in the order of spoken.SPEAKER_SPLITS (source, train, val,
+# test): English voices are divided between the speech source (pretraining only) and the target
+# splits, so no target split shares a recording with the source's training data
+SPLIT_SPEAKERS = {"en": (24, 24, 12, 12)} | {lang: (0, 10, 3, 3) for lang in LANGUAGES
+                                             if lang != "en"}
 # espeak-ng voice variants that sound like a person (robots, whisper-only and effects left out);
 # MBROLA voices need extra packages and are not used
 VARIANTS = (
@@ -53,7 +60,7 @@ VARIANTS = (
 ).split()
 SPEEDS = (130, 150, 170, 190, 210)  # words per minute (espeak-ng default 175)
 PITCHES = (20, 35, 50, 65, 80)  # espeak-ng pitch 0-99 (default 50)
-SPLITS = ("train", "val", "test")
+POOLS = ("train", "val", "test")
 
 
 def synth(voice: str, text: str, speed: int = 175, pitch: int = 50) -> np.ndarray:
@@ -92,8 +99,49 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             z.writestr(info, buf.getvalue(), compresslevel=9)
 
 
+def _imbalance(kinds: list[str], splits: list[str]) -> float:
+    """How far the splits' voice-kind shares are from the overall shares (sum of differences)."""
+    total = Counter(kinds)
+    out = 0.0
+    for split in set(splits):
+        mine = Counter(k for k, s in zip(kinds, splits, strict=True) if s == split)
+        size = sum(mine.values())
+        out += sum(abs(mine[k] / size - total[k] / len(kinds)) for k in total)
+    return out
+
+
+def assign_splits(speakers: dict[str, list]) -> list[str]:
+    """Each speaker's split: per language the counts of SPLIT_SPEAKERS, voice kinds alike.
+
+    For each language in turn, SPLIT_TRIES seeded random splits with that language's counts are
+    tried, and the one that leaves the splits' mixes of voice kinds (female / male / klatt /
+    unmarked) most alike is kept: over English, and over all other languages together.
+    """
+    rng = np.random.default_rng(SPLIT_SEED)
+    kinds = [spoken.voice_kind(v) for v in speakers["variant"]]
+    split = [""] * len(kinds)
+    for lang in LANGUAGES:
+        mine = [i for i, la in enumerate(speakers["language"]) if la == lang]
+        group = [i for i, la in enumerate(speakers["language"])
+                 if (la == "en") == (lang == "en") and split[i]] + mine
+        base = [s for s, q in zip(spoken.SPEAKER_SPLITS, SPLIT_SPEAKERS[lang], strict=True)
+                for _ in range(q)]
+        if len(base) != len(mine):
+            raise RuntimeError(f"{lang}: {len(mine)} speakers, the splits need {len(base)}")
+
+        def score(candidate: np.ndarray, mine: list = mine, group: list = group) -> float:
+            chosen = dict(zip(mine, candidate, strict=True))
+            return _imbalance([kinds[i] for i in group],
+                              [chosen.get(i, split[i]) for i in group])
+
+        best = min((rng.permutation(base) for _ in range(SPLIT_TRIES)), key=score)
+        for i, s in zip(mine, best, strict=True):
+            split[i] = str(s)
+    return split
+
+
 def build() -> dict:
-    """Synthesize, deduplicate, split by variant and write the arrays; returns a summary."""
+    """Synthesize, deduplicate, split (stratified by voice), write the arrays; return a summary."""
     start = time.time()
     version = subprocess.run(
         ["espeak-ng", "--version"], check=True, capture_output=True, text=True
@@ -110,10 +158,10 @@ def build() -> dict:
     }
     seen_clips: set[str] = set()
     waves, digits, speaker_of = [], [], []
-    speakers = {k: [] for k in ("name", "language", "voice", "variant", "speed", "pitch", "split")}
+    speakers = {k: [] for k in ("name", "language", "voice", "variant", "speed", "pitch", "pool")}
     skipped = 0
     for lang, accents in LANGUAGES.items():
-        for split, target in zip(SPLITS, SPEAKERS[lang], strict=True):
+        for split, target in zip(POOLS, SPEAKERS[lang], strict=True):
             combos = [
                 (a, v, s, p)
                 for a in accents
@@ -149,13 +197,13 @@ def build() -> dict:
     lengths = np.array([len(w) for w in waves])
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     speaker_of = np.array(speaker_of, dtype=np.int16)
-    # standardization statistics: clean English training voices
-    train_en = [
+    speakers["split"] = assign_splits(speakers)
+    # standardization statistics: the clean voices of the speech source
+    source_clips = [
         w.astype(np.float32) / 32767
-        for w, s in zip(waves, speaker_of, strict=True)
-        if speakers["language"][s] == "en" and speakers["split"][s] == "train"
+        for w, s in zip(waves, speaker_of, strict=True) if speakers["split"][s] == "source"
     ]
-    feats = audio.log_mel(np.stack([audio.fit_window(w) for w in train_en]))
+    feats = audio.log_mel(np.stack([audio.fit_window(w) for w in source_clips]))
     arrays = {
         "waves": np.concatenate(waves),
         "offsets": offsets,
@@ -180,15 +228,23 @@ def build() -> dict:
                 1 for la, sp in zip(speakers["language"], speakers["split"], strict=True)
                 if la == lang and sp == split
             )
-            for split in SPLITS
+            for split in spoken.SPEAKER_SPLITS
         }
         for lang in LANGUAGES
+    }
+    kinds = {
+        split: dict(sorted(Counter(
+            spoken.voice_kind(v) for v, sp, la in
+            zip(speakers["variant"], speakers["split"], speakers["language"], strict=True)
+            if sp == split and la == "en").items()))
+        for split in spoken.SPEAKER_SPLITS
     }
     summary = {
         "espeak_ng_version": version,
         "clips": len(waves),
         "speakers_per_language_and_split": counts,
-        "variants_per_split": split_variants,
+        "english_voice_kinds_per_split": kinds,
+        "variants_per_synthesis_pool": split_variants,
         "variants_dropped_as_identical_audio": dropped,
         "combinations_skipped_as_duplicates": skipped,
         "seconds_of_audio": round(float(lengths.sum()) / audio.SAMPLE_RATE, 1),

@@ -63,9 +63,8 @@ def conv_encoder(
     The last map becomes the feature vector by `pooling`: "average" (global average pooling,
     default) gives `filters[-1]` features whatever the input size; "flatten" keeps where each
     feature is - on a spectrogram, which frequency band (640 features for 32x40 spectrograms; the
-    same 32 as "average" for 8x8 digits, whose last map is 1x1). On spoken digits in other
-    languages with 5 labels per class, "flatten" gave the better audio models, from scratch and
-    transferred (notebook 01). Neither layer has weights, so the choice never blocks a transfer.
+    same 32 as "average" for 8x8 digits, whose last map is 1x1). Which suits a task is a choice
+    to make on validation data. Neither layer has weights, so the choice never blocks a transfer.
     """
     shape = _check_input_shape(input_shape, ndim=3)
     filters = _check_sizes(filters, "filters")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -18,11 +19,12 @@ from mmlearn_helpers.data import (
     languages,
     load_dataset,
     playback_clips,
+    spoken,
 )
 from mmlearn_helpers.data import avmnist as av
 from mmlearn_helpers.data.images import render_printed
 from mmlearn_helpers.data.paired import pair_by_label
-from mmlearn_helpers.data.spoken import DATA_DIR, load_npz
+from mmlearn_helpers.data.spoken import DATA_DIR, load_npz, shipped
 
 # ---------------------------------------------------------------- shipped files
 
@@ -127,11 +129,57 @@ def test_same_seed_same_data_other_seed_other_data(name, options):
     assert np.array_equal(a.y, b.y)
 
 
-def test_audio_splits_never_share_speakers_or_variants():
-    meta = {s: load_dataset("spoken_digits", split=s, language="all").meta for s in SPLITS}
-    for one, other in [("train", "val"), ("train", "test"), ("val", "test")]:
-        assert not set(meta[one]["speaker"]) & set(meta[other]["speaker"])
-        assert not set(meta[one]["variant"]) & set(meta[other]["variant"])
+def _recordings(split: str, language: str = "all") -> set[bytes]:
+    """The raw int16 bytes of every shipped clip of a split: a recording, whatever its speaker."""
+    z = shipped()
+    idx = spoken.select(split, language)
+    return {z["waves"][z["offsets"][i]:z["offsets"][i + 1]].tobytes() for i in idx}
+
+
+def test_audio_splits_never_share_speakers_or_recordings():
+    splits = spoken.SPEAKER_SPLITS
+    meta = {s: load_dataset("spoken_digits", split=s,
+                            language="en" if s == "source" else "all").meta for s in splits}
+    clips = {s: _recordings(s, "en" if s == "source" else "all") for s in splits}
+    for i, one in enumerate(splits):
+        for other in splits[i + 1:]:
+            assert not set(meta[one]["speaker"]) & set(meta[other]["speaker"]), (one, other)
+            assert not clips[one] & clips[other], (one, other)
+
+
+def test_speech_source_trains_on_source_voices_only(monkeypatch, tmp_path):
+    import mmlearn_helpers.data as data_module
+    from mmlearn_helpers import transfer
+
+    asked = []
+
+    def spy(name, **kwargs):
+        asked.append(kwargs.get("split"))
+        return load_dataset(name, **kwargs)
+
+    monkeypatch.setattr(data_module, "load_dataset", spy)
+    monkeypatch.setitem(transfer.PRETRAIN["spoken_digits"], "fast",
+                        {"epochs": 1, "lr": 1e-2, "batch_size": 256})
+    transfer.pretrained_source("spoken_digits", cache_dir=tmp_path, filters=(4,))
+    assert asked and set(asked) == {"source"}
+    targets = {s: set(load_dataset("av_digits", split=s).meta["speaker"]) for s in SPLITS}
+    source = set(load_dataset("spoken_digits", split="source").meta["speaker"])
+    assert all(not source & voices for voices in targets.values())
+
+
+def test_val_and_test_voices_are_alike():
+    kinds = {s: Counter(spoken.voice_kind(v) for v in
+                        load_dataset("spoken_digits", split=s).meta["variant"]) for s in SPLITS}
+    for kind in ("female", "male", "unmarked"):
+        shares = [kinds[s][kind] / sum(kinds[s].values()) for s in SPLITS]
+        assert max(shares) - min(shares) <= 0.1, (kind, kinds)
+
+
+def test_source_split_is_spoken_english_only():
+    with pytest.raises(ValueError, match="split='source'.*English only"):
+        load_dataset("spoken_digits", split="source", language="fr")
+    with pytest.raises(ValueError, match="split='source' does not exist"):
+        load_dataset("av_digits", split="source")
 
 
 def test_splits_do_not_depend_on_seed():

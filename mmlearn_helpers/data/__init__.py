@@ -13,7 +13,7 @@ import numpy as np
 
 from . import audio
 from .audio import N_FRAMES, N_MELS, SAMPLE_RATE
-from .dataset import SPLITS, Dataset, check_split
+from .dataset import SOURCE_SPLIT, SPLITS, Dataset, check_split
 from .images import handwritten_digits, printed_digits
 from .paired import degrade_images, pair_by_label
 from .spoken import languages, playback_clips, shipped, spoken_features
@@ -68,14 +68,16 @@ def load_dataset(
     """Load one split of a data set by name; `seed` drives generation, noise and pairing.
 
     Images are (n, H, W, 1) float32 in [0, 1]; audio is (n, N_MELS, N_FRAMES, 1) float32 log-mel,
-    standardized with the statistics of the clean English training voices. Splits are fixed
-    (audio by voice, never shared between splits). Options per name are listed in OPTIONS:
-    image degradations (image_noise, occlusion), audio ones (language, snr_db, noise, speed, pitch,
-    reverb, gain_db; see `audio.degrade`), printed-digit jitter (see `images.render_printed`).
+    standardized with the statistics of the speech source's clean voices. Splits are fixed
+    (audio by voice, never shared between splits); "spoken_digits" also has split="source", the
+    English voices that only the speech source is trained on. Options per name are listed in
+    OPTIONS: image degradations (image_noise, occlusion), audio ones (language, snr_db, noise,
+    speed, pitch, reverb, gain_db; see `audio.degrade`), printed-digit jitter (see
+    `images.render_printed`).
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name={name!r} is not a known dataset; expected one of {DATASETS}")
-    check_split(split)
+    check_split(split, (SOURCE_SPLIT, *SPLITS) if name == "spoken_digits" else SPLITS)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed={seed!r}; expected an integer")
     unknown = sorted(set(options) - set(OPTIONS[name]))

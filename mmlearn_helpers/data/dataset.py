@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+# The spoken digits' extra split: the English voices that pretrain the speech source only
+SOURCE_SPLIT = "source"
 N_CLASSES = 10
 
 
-def check_split(split: object) -> str:
-    """Return split if it is one of SPLITS, else raise naming the argument."""
-    if not isinstance(split, str) or split not in SPLITS:
-        raise ValueError(f"split={split!r} does not exist; expected one of {SPLITS}")
+def check_split(split: object, splits: tuple[str, ...] = SPLITS) -> str:
+    """Return split if it is one of `splits`, else raise naming the argument."""
+    if not isinstance(split, str) or split not in splits:
+        raise ValueError(f"split={split!r} does not exist; expected one of {splits}")
     return split
 
 
@@ -57,7 +59,7 @@ class Dataset:
     meta: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_split(self.split)
+        check_split(self.split, (SOURCE_SPLIT, *SPLITS))
         if not isinstance(self.x, dict) or not self.x:
             raise TypeError(f"x={type(self.x).__name__}; expected a non-empty dict modality->array")
         object.__setattr__(self, "y", check_labels(self.y))

@@ -10,8 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from . import audio
-from .dataset import check_split
+from .dataset import SOURCE_SPLIT, SPLITS, check_split
 
+# The speakers' splits: "source" voices (English only) pretrain the speech source and appear in no
+# target split; train / val / test are the target splits. Each split is a fixed set of speakers.
+SPEAKER_SPLITS = (SOURCE_SPLIT, *SPLITS)
+# Variants whose espeak-ng 1.51 voice file declares "gender female" (the others declare male or
+# nothing; the klatt variants are formant-synthesis voices).
+FEMALE_VARIANTS = frozenset("f1 f2 f3 f4 f5 aunty belinda grandma linda steph".split())
+_MALE_VARIANTS = frozenset(
+    "m1 m2 m3 m4 m5 m6 m7 m8 croak michel miguel sandro travis victor".split())
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SPOKEN_FILE = DATA_DIR / "spoken_digits.npz"
 _KEYS = ("waves", "offsets", "digit", "speaker", "speaker_name", "speaker_language",
@@ -76,13 +84,29 @@ def check_language(language: str | Sequence[str]) -> tuple[str, ...]:
     return codes
 
 
+def voice_kind(variant: str) -> str:
+    """"female", "male", "klatt" or "unmarked": what an espeak-ng variant's voice file declares."""
+    if variant in FEMALE_VARIANTS:
+        return "female"
+    if variant in _MALE_VARIANTS:
+        return "male"
+    return "klatt" if variant.startswith("klatt") else "unmarked"
+
+
 def select(split: str, language: str | Sequence[str] = "en") -> np.ndarray:
-    """Indices of the shipped clips of one split (by voice) and language(s)."""
+    """Indices of the shipped clips of one split (by voice) and language(s).
+
+    `split` is one of SPEAKER_SPLITS: "source" holds the English voices the speech source is
+    pretrained on, which no target split ("train", "val", "test") shares.
+    """
     z = shipped()
     codes = check_language(language)
     spk = z["speaker"]
-    split = check_split(split)
+    split = check_split(split, SPEAKER_SPLITS)
     keep = np.isin(z["speaker_language"][spk], codes) & (z["speaker_split"][spk] == split)
+    if not keep.any():
+        raise ValueError(f"split={split!r} holds no voices in language={language!r}; the "
+                         "'source' split is English only")
     return np.flatnonzero(keep)
 
 
@@ -151,3 +175,23 @@ def playback_clips(
     clips, _ = audio.degrade([z["clips"][i] for i in idx], seed=seed,
                              **{k: v for k, v in degradations.items() if k != "pitch"})
     return clips, z["digit"][idx].astype(np.int64), clip_meta(idx)
+
+
+def voice_table(language: str | Sequence[str] = "en") -> list[dict]:
+    """One row per split of the shipped voices: speakers, clips, voice kinds, accents, pitch."""
+    z = shipped()
+    codes = check_language(language)
+    rows = []
+    for split in SPEAKER_SPLITS:
+        spk = np.flatnonzero(np.isin(z["speaker_language"], codes) & (z["speaker_split"] == split))
+        if spk.size == 0:
+            continue
+        kinds = [voice_kind(v) for v in z["speaker_variant"][spk]]
+        rows.append({"split": split, "speakers": int(spk.size),
+                     "clips": int(np.isin(z["speaker"], spk).sum()),
+                     **{kind: kinds.count(kind) for kind in ("female", "male", "klatt",
+                                                             "unmarked")},
+                     "accents": len(set(z["speaker_voice"][spk].tolist())),
+                     "mean_pitch": float(z["speaker_pitch"][spk].mean()),
+                     "mean_speed": float(z["speaker_speed"][spk].mean())})
+    return rows
