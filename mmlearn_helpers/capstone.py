@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 import keras
 import numpy as np
 
-from . import crossmodal, features, fusion, transfer
+from . import crossmodal, features, fusion, metrics, transfer
 from . import finetune as ft
 from .data import Dataset
 from .metrics import evaluate, summarize
@@ -304,7 +304,7 @@ def run_seed(
 
     # 5. cross-modal student (notebook 02): the image model that is better on validation (the
     # scratch one, or the transferred one with a logistic head) teaches an audio network on
-    # the unlabelled pairs; the student never sees a label
+    # the unlabelled pairs; the student sees no audio label, only the teacher's soft targets
     t = time.perf_counter()
     transfer.fit_linear_head(models["image_transfer"], x["image"], y)
     candidates = {"image_scratch": img, "image_transfer": models["image_transfer"]}
@@ -409,25 +409,24 @@ def summary_rows(rows: Sequence[dict]) -> list[dict]:
     return sorted(summary, key=lambda r: -r["macro_f1"])
 
 
-def compare(summary: Sequence[dict], a: str, b: str, metric: str = "macro_f1") -> dict:
-    """Mean difference a - b in `metric`; clear when above twice the larger spread over seeds."""
-    score = {r["method"]: r for r in summary}
+def compare(rows: Sequence[dict], a: str, b: str, metric: str = "macro_f1") -> dict:
+    """a vs b in `metric` over the seeds both ran, paired by seed: `metrics.compare`'s result."""
+    per: dict[str, dict] = {}
+    for row in rows:
+        per.setdefault(row["method"], {})[row["seed"]] = row.get(metric)
     for name, value in (("a", a), ("b", b)):
-        if value not in score:
-            raise ValueError(f"{name}={value!r} is not a method of the summary; expected one of "
-                             f"{sorted(score)}")
+        if value not in per:
+            raise ValueError(f"{name}={value!r} is not a method of the rows; expected one of "
+                             f"{sorted(per)}")
     if metric not in SUMMARY_METRICS:
         raise ValueError(f"metric={metric!r}; expected one of {SUMMARY_METRICS}")
-    diff = score[a][metric] - score[b][metric]
-    spread = max(score[a][f"{metric}_std"], score[b][f"{metric}_std"])
-    return {"diff": float(diff), "spread": float(spread), "clear": abs(diff) > 2 * spread}
+    seeds = sorted(set(per[a]) & set(per[b]))
+    return metrics.compare([per[a][s] for s in seeds], [per[b][s] for s in seeds])
 
 
-def describe(summary: Sequence[dict], a: str, b: str, metric: str = "macro_f1") -> str:
-    """`compare` in words: "+0.105 (clear: > 2 x 0.020)" or "+0.009 (not clear: <= 2 x 0.006)"."""
-    c = compare(summary, a, b, metric)
-    verdict = "clear: >" if c["clear"] else "not clear: <="
-    return f"{c['diff']:+.3f} ({verdict} 2 x {c['spread']:.3f})"
+def describe(rows: Sequence[dict], a: str, b: str, metric: str = "macro_f1") -> str:
+    """`compare` in words, e.g. "+0.034 (95% CI +0.012 to +0.051, 5 seeds): better"."""
+    return metrics.in_words(compare(rows, a, b, metric))
 
 
 def budget_gains(run: Mapping) -> dict[str, dict[float, float]]:

@@ -2,8 +2,9 @@
 
 The teacher (any model trained with image labels) predicts class probabilities for the images of
 paired, unlabelled image-audio examples; the student (an audio model) is trained to reproduce
-those soft targets from the audio alone. The student never sees an audio label: everything it
-knows about the classes comes through the teacher and the pairing.
+those soft targets from the audio alone (cross-modal distillation). The student never sees an
+audio label, but it is not label-free: everything it knows about the classes comes from the
+teacher's image labels, through the pairing.
 """
 
 from __future__ import annotations

@@ -7,9 +7,8 @@ in inference mode (frozen statistics) or training mode (batch statistics, moving
 while the rest trains. Imbalance is handled by class weights or resampling, pairs with a missing
 modality by feature masking (`masked=True`: a presence input per modality multiplies its features).
 `StagedModel.run` trains a list of stages, each for a number of epochs or of gradient steps
-(`training.fit_steps`: the same number of updates whatever the size of the training set);
-`paired_gain` compares two settings seed by seed with the project's verdict (more than twice
-the spread).
+(`training.fit_steps`: the same number of updates whatever the size of the training set).
+Settings are compared seed by seed with the collection's one rule, `metrics.compare`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from .device import in_scope, scope
 from .fusion import FUSED, ModalityDropout, nested_encoders
-from .metrics import evaluate, gains
+from .metrics import evaluate
 from .models import HEAD, conv_encoder, encoder_of
 from .training import (
     _check_seed,
@@ -457,23 +456,6 @@ class StagedModel:
             if after_stage is not None:
                 after_stage(i + 1, schedule, model)
         return model, rows
-
-
-def paired_gain(new: Sequence[float], old: Sequence[float]) -> dict:
-    """Gain of `new` over `old`, paired by seed: mean, spread (std over seeds), n and verdict.
-
-    `new[i]` and `old[i]` come from the same seed (same data draw, same start). The verdict,
-    as in `metrics.gains`, is "better" when the mean gain is more than twice its spread over
-    seeds, "worse" when the mean loss is, else "no clear difference".
-    """
-    new, old = list(new), list(old)
-    if not new or len(new) != len(old):
-        raise ValueError(f"new has {len(new)} values and old {len(old)}; expected the same "
-                         "non-zero number, one per seed")
-    rows = [{"method": method, "seed": i, "group": 0, "value": float(v)}
-            for method, values in (("new", new), ("old", old)) for i, v in enumerate(values)]
-    (out,) = gains(rows, "old", metric="value", group="group")
-    return {k: out[k] for k in ("gain", "spread", "n", "verdict")}
 
 
 def source_metrics(

@@ -88,19 +88,19 @@ def test_summary_table_and_saved_numbers(tiny):
     assert "budget_x2_gain_crossmodal_student" in saved
 
 
-def test_compare_is_spread_aware():
-    summary = [{"method": "a", "macro_f1": 0.80, "macro_f1_std": 0.02},
-               {"method": "b", "macro_f1": 0.70, "macro_f1_std": 0.01},
-               {"method": "c", "macro_f1": 0.77, "macro_f1_std": 0.03}]
-    assert capstone.compare(summary, "a", "b") == pytest.approx(
-        {"diff": 0.10, "spread": 0.02, "clear": True})
-    assert not capstone.compare(summary, "a", "c")["clear"]  # 0.03 <= 2 * 0.03
-    assert capstone.describe(summary, "a", "b") == "+0.100 (clear: > 2 x 0.020)"
-    assert capstone.describe(summary, "c", "a") == "-0.030 (not clear: <= 2 x 0.030)"
+def test_compare_pairs_seeds_with_the_one_rule():
+    base = [0.70, 0.74, 0.69, 0.72, 0.71]
+    rows = [{"method": m, "seed": s, "macro_f1": v + shift}
+            for m, shift in (("a", 0.10), ("b", 0.0), ("c", 0.001))
+            for s, v in enumerate(base)]
+    assert capstone.compare(rows, "a", "b")["diff"] == pytest.approx(0.10)
+    assert capstone.compare(rows, "a", "b")["verdict"] == "better"
+    assert capstone.compare(rows, "c", "b")["verdict"] == "negligible"
+    assert capstone.describe(rows, "b", "a").endswith("5 seeds): worse")
     with pytest.raises(ValueError, match="b='z' is not a method"):
-        capstone.compare(summary, "a", "z")
+        capstone.compare(rows, "a", "z")
     with pytest.raises(ValueError, match="metric='seconds'"):
-        capstone.compare(summary, "a", "b", metric="seconds")
+        capstone.compare(rows, "a", "b", metric="seconds")
 
 
 def test_summary_uses_the_median_of_seconds():

@@ -217,14 +217,7 @@ def test_head_model_only_for_known_layouts(sources):
         ft.features(odd, {"audio": np.zeros((2, *SHAPES["audio"]), np.float32)})
 
 
-def test_paired_gain_and_subset_scores():
-    g = ft.paired_gain([0.8, 0.9, 0.85], [0.7, 0.8, 0.76])
-    assert g["gain"] == pytest.approx(0.0967, abs=1e-4) and g["n"] == 3
-    assert g["verdict"] == "better"
-    assert ft.paired_gain([0.7, 0.9], [0.8, 0.7])["verdict"] == "no clear difference"
-    assert ft.paired_gain([0.5, 0.6], [0.7, 0.8])["verdict"] == "worse"
-    with pytest.raises(ValueError, match="new has 2 values and old 3"):
-        ft.paired_gain([1, 2], [1, 2, 3])
+def test_subset_scores():
     y_true = np.array([0, 0, 1, 1, 2, 2])
     y_pred = np.array([0, 1, 1, 1, 1, 2])
     got = ft.subset_scores(y_true, y_pred, [0, 2])

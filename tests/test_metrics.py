@@ -11,6 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mmlearn_helpers.metrics import (  # noqa: E402
+    MIN_EFFECT,
+    VERDICTS,
+    compare,
+    comparison_row,
     evaluate,
     gains,
     mean_std,
@@ -124,21 +128,221 @@ def test_plots_refuse_bad_inputs():
     plt.close("all")
 
 
+def _seed_rows(gain_per_seed, base=0.5, k=1):
+    """Per-seed rows of scratch (base + seed-level spread) and frozen (scratch + the gain)."""
+    scratch = base + 0.2 * np.sin(np.arange(len(gain_per_seed)))
+    return ([{"method": "scratch", "k": k, "seed": s, "accuracy": float(acc)}
+             for s, acc in enumerate(scratch)]
+            + [{"method": "frozen", "k": k, "seed": s, "accuracy": float(acc + g)}
+               for s, (acc, g) in enumerate(zip(scratch, gain_per_seed, strict=True))])
+
+
 def test_gains_pairs_seeds_and_reads_verdicts():
     out = gains(ROWS)
     assert [(g["k"], g["method"]) for g in out] == [(1, "frozen"), (5, "frozen")]
     # k=1: per-seed gains 0.4 and 0.4; k=5: 0.4 and 0.2
     assert out[0]["gain"] == pytest.approx(0.4) and out[0]["spread"] == pytest.approx(0.0)
-    assert out[0]["verdict"] == "better" and out[0]["n"] == 2
+    assert out[0]["n"] == 2 and out[0]["low"] == pytest.approx(0.4) == out[0]["high"]
     assert out[1]["gain"] == pytest.approx(0.3) and out[1]["spread"] == pytest.approx(0.1)
-    assert out[1]["verdict"] == "better"  # 0.3 > 2 x 0.1
-    noisy = [dict(r) for r in ROWS[:4]]
-    noisy[2]["accuracy"], noisy[3]["accuracy"] = 0.1, 0.8  # per-seed gains -0.1 and +0.4
-    assert gains(noisy)[0]["verdict"] == "no clear difference"
-    worse = [dict(r) for r in ROWS[:4]]
-    worse[2]["accuracy"], worse[3]["accuracy"] = 0.0, 0.1  # gains -0.2 and -0.3
-    assert gains(worse)[0]["verdict"] == "worse"
+    assert out[1]["low"] == pytest.approx(0.2) and out[1]["high"] == pytest.approx(0.4)
+    # two seeds never settle anything, however large the gain
+    assert [g["verdict"] for g in out] == ["not established", "not established"]
+    rng = np.random.default_rng(0)
+    better = gains(_seed_rows(0.10 + 0.01 * rng.standard_normal(8)))[0]
+    assert better["verdict"] == "better" and better["n"] == 8 and 0 < better["low"] < 0.1
+    worse = gains(_seed_rows(-0.10 + 0.01 * rng.standard_normal(8)))[0]
+    assert worse["verdict"] == "worse" and worse["high"] < 0
+    tiny = gains(_seed_rows(0.002 * rng.standard_normal(8)))[0]
+    assert tiny["verdict"] == "negligible"
+    noisy = gains(_seed_rows([0.3, -0.2, 0.25, -0.15, 0.1, -0.3, 0.2, 0.0]))[0]
+    assert noisy["verdict"] == "not established" and noisy["low"] < 0 < noisy["high"]
     with pytest.raises(ValueError, match="baseline='linear'"):
         gains(ROWS, "linear")
     with pytest.raises(ValueError, match="lacks"):
         gains([{"method": "scratch", "k": 1, "accuracy": 0.5}])
+
+
+def test_compare_clear_paired_gain_is_better():
+    rng = np.random.default_rng(0)
+    b = 0.6 + 0.01 * rng.standard_normal(10)
+    a = b + 0.10 + 0.01 * rng.standard_normal(10)
+    got = compare(a, b)
+    assert set(got) == {"a", "b", "diff", "low", "high", "n", "min_effect", "confidence",
+                        "verdict"}
+    assert got["verdict"] == "better" and got["n"] == 10 and got["min_effect"] == MIN_EFFECT
+    assert got["diff"] == pytest.approx(a.mean() - b.mean())
+    assert got["a"] == pytest.approx(a.mean()) and got["b"] == pytest.approx(b.mean())
+    assert 0 < got["low"] < got["diff"] < got["high"] < 0.2
+    flipped = compare(b, a)
+    assert flipped["verdict"] == "worse" and flipped["high"] < 0
+    assert flipped["low"] == pytest.approx(-got["high"], abs=0.01)
+    # above 0 for sure, but maybe below min_effect: not established; surely below it: negligible
+    edge = (got["diff"] + got["high"]) / 2
+    assert compare(a, b, min_effect=edge)["verdict"] == "not established"
+    assert compare(a, b, min_effect=0.2)["verdict"] == "negligible"
+    # a wider interval at 99.9%
+    wide = compare(a, b, confidence=0.999)
+    assert wide["low"] < got["low"] and wide["high"] > got["high"]
+
+
+def test_compare_pairing_removes_between_seed_variation():
+    b = np.linspace(0.3, 0.9, 10)  # seeds differ a lot ...
+    a = b + 0.10  # ... but each seed gains exactly 0.10
+    paired = compare(a, b)
+    assert paired["verdict"] == "better"
+    assert paired["low"] == pytest.approx(0.10) and paired["high"] == pytest.approx(0.10)
+    unpaired = compare(a, b, paired=False)
+    assert unpaired["verdict"] == "not established"
+    assert unpaired["low"] < 0 < unpaired["high"]
+    assert unpaired["diff"] == pytest.approx(paired["diff"])
+    # unpaired runs may have different numbers of seeds; n is the smaller one
+    assert compare(a, b[:7], paired=False)["n"] == 7
+
+
+def test_compare_negligible_and_too_few_seeds():
+    x = np.linspace(0.5, 0.7, 10)
+    same = compare(x, x)
+    assert same["verdict"] == "negligible" and same["diff"] == 0.0
+    assert same["low"] == same["high"] == 0.0
+    assert compare(x + 0.005, x)["verdict"] == "negligible"
+    assert compare([0.9, 0.9], [0.1, 0.1])["verdict"] == "not established"  # 2 seeds
+    assert compare([0.5, 0.5], [0.5, 0.5])["verdict"] == "not established"
+    assert compare([0.9, 0.91, 0.92], [0.1, 0.1, 0.1])["verdict"] == "better"  # 3 seeds suffice
+    assert set(VERDICTS) == {"better", "worse", "negligible", "not established"}
+
+
+def test_compare_is_deterministic_under_seed():
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0.5, 0.8, 6), rng.uniform(0.5, 0.8, 6)
+    assert compare(a, b, seed=3) == compare(a, b, seed=3)
+    assert compare(a, b, seed=3)["low"] != compare(a, b, seed=4)["low"]
+    assert compare(a.tolist(), b.tolist()) == compare(a, b)  # lists work like arrays
+
+
+def _one_cluster_gain(n_seeds=10, n_clusters=50, size=60):
+    """Per-example 0/1 scores where a beats b only on the examples of cluster 0."""
+    rng = np.random.default_rng(0)
+    clusters = np.repeat(np.arange(n_clusters), size)
+    b = (rng.random((n_seeds, len(clusters))) < 0.6).astype(int)
+    a = b.copy()
+    a[:, clusters == 0] = 1
+    b[:, clusters == 0] = 0
+    return a, b, clusters
+
+
+def test_compare_two_level_bootstrap_covers_clusters():
+    a, b, clusters = _one_cluster_gain()
+    seeds_only = compare(a, b)
+    two_level = compare(a, b, clusters=clusters)
+    assert two_level["diff"] == seeds_only["diff"] == pytest.approx(1 / 50)
+    # every seed gains the same, so over seeds alone the gain looks certain ...
+    assert seeds_only["high"] - seeds_only["low"] < 1e-9
+    # ... but it all comes from one cluster, which a draw may miss or take several times
+    assert two_level["low"] == pytest.approx(0.0)
+    assert two_level["high"] - two_level["low"] > 0.03
+    assert two_level["verdict"] == "not established"
+    # 2-D without clusters is the same as per-seed means
+    assert compare(a.mean(axis=1), b.mean(axis=1)) == pytest.approx(seeds_only)
+    unpaired = compare(a, b, clusters=clusters, paired=False)
+    assert unpaired["high"] - unpaired["low"] > 0.03
+
+
+def test_compare_weights_clusters_by_size():
+    # one small cluster (10 examples) gains 1, ten clusters of 99 examples gain nothing:
+    # the example-weighted gain is 10 / 1000 = 0.01, the unweighted cluster mean 1 / 11
+    clusters = np.repeat(np.arange(11), [10] + [99] * 10)
+    a = np.tile((clusters == 0).astype(float), (5, 1))
+    b = np.zeros_like(a)
+    got = compare(a, b, clusters=clusters)
+    assert got["diff"] == pytest.approx(0.01)
+    assert got["low"] == 0.0 and got["high"] < 0.06
+
+
+def test_compare_two_level_bootstrap_on_a_test_set_of_realistic_size():
+    rng = np.random.default_rng(0)
+    clusters = rng.integers(0, 50, 3000)
+    a = (rng.random((10, 3000)) < 0.8).astype(int)
+    b = (rng.random((10, 3000)) < 0.7).astype(int)
+    got = compare(a, b, clusters=clusters)
+    assert got["verdict"] == "better" and got["low"] > 0.05
+
+
+def test_compare_refuses_bad_inputs():
+    x = [0.5, 0.6, 0.7]
+    with pytest.raises(ValueError, match=r"a has 3 seeds and b has 2; paired=True"):
+        compare(x, [0.5, 0.6])
+    with pytest.raises(ValueError, match="a has 1 non-finite"):
+        compare([0.5, float("nan"), 0.7], x)
+    with pytest.raises(ValueError, match="b has 1 non-finite"):
+        compare(x, [0.5, float("inf"), 0.7])
+    with pytest.raises(ValueError, match="a is empty"):
+        compare([], [], paired=False)
+    with pytest.raises(ValueError, match=r"and b \(1, 3\)"):
+        compare(x, [[0.5, 0.6, 0.7]])
+    with pytest.raises(ValueError, match=r"a has shape \(\)"):
+        compare(0.5, 0.5)
+    with pytest.raises(ValueError, match="confidence=1.5 is outside"):
+        compare(x, x, confidence=1.5)
+    with pytest.raises(ValueError, match="confidence=0.0 is outside"):
+        compare(x, x, confidence=0)
+    with pytest.raises(ValueError, match="min_effect=-0.1"):
+        compare(x, x, min_effect=-0.1)
+    with pytest.raises(ValueError, match="n_boot=10"):
+        compare(x, x, n_boot=10)
+    with pytest.raises(ValueError, match="seed=-1"):
+        compare(x, x, seed=-1)
+    scores = np.ones((3, 4))
+    with pytest.raises(ValueError, match=r"clusters has shape \(3,\).*\(4,\)"):
+        compare(scores, scores, clusters=[0, 1, 1])
+    with pytest.raises(ValueError, match="clusters is given"):
+        compare(x, x, clusters=[0, 1, 2])
+    with pytest.raises(ValueError, match="test examples"):
+        compare(scores, np.ones((3, 5)))
+    with pytest.raises(TypeError, match="a has dtype"):
+        compare(["0.5", "0.6", "0.7"], x)
+    with pytest.raises(TypeError, match="b has dtype"):
+        compare(x, None)
+    with pytest.raises(TypeError, match="paired='yes'"):
+        compare(x, x, paired="yes")
+    with pytest.raises(TypeError, match="confidence='0.95'"):
+        compare(x, x, confidence="0.95")
+    with pytest.raises(TypeError, match="n_boot=1000.0"):
+        compare(x, x, n_boot=1000.0)
+    with pytest.raises(TypeError, match="seed=None"):
+        compare(x, x, seed=None)
+    with pytest.raises(TypeError, match="clusters has dtype"):
+        compare(scores, scores, clusters=np.array([1j, 2j, 3j, 4j]))
+
+
+def test_comparison_row_feeds_results_table():
+    a = np.array([0.80, 0.82, 0.81, 0.83])
+    result = compare(a, a - 0.05)
+    row = comparison_row("frozen", "scratch", result)
+    assert row == {"a": "frozen", "b": "scratch", "a_score": result["a"],
+                   "b_score": result["b"], "difference": result["diff"],
+                   "ci": f"[{result['low']:+.3f}, {result['high']:+.3f}]", "verdict": "better"}
+    assert comparison_row("x", "y", {**result, "low": -0.0123, "high": 0.0341})["ci"] == (
+        "[-0.012, +0.034]")
+    table = results_table([row], ["a", "b", "difference", "ci", "verdict"])
+    assert table.splitlines()[0] == "| a | b | difference | ci | verdict |"
+    assert table.splitlines()[2] == "| frozen | scratch | 0.050 | [+0.050, +0.050] | better |"
+    with pytest.raises(ValueError, match="result lacks"):
+        comparison_row("x", "y", {"a": 0.5})
+    with pytest.raises(TypeError, match="name_b=2"):
+        comparison_row("x", 2, result)
+    with pytest.raises(TypeError, match="result is a list"):
+        comparison_row("x", "y", [result])
+
+
+def test_in_words_reads_compare_and_gains_results():
+    from mmlearn_helpers.metrics import in_words
+
+    got = compare([0.9, 0.92, 0.91, 0.93], [0.8, 0.81, 0.8, 0.82])
+    text = in_words(got)
+    assert text.startswith(f"{got['diff']:+.3f} (95% CI {got['low']:+.3f} to ")
+    assert text.endswith("4 seeds): better")
+    rows = [{"method": m, "seed": s, "k": 1, "accuracy": v}
+            for s in range(3) for m, v in (("scratch", 0.5), ("frozen", 0.5 + 0.01 * s))]
+    assert in_words(gains(rows)[0]).endswith("3 seeds): not established")
+    with pytest.raises(ValueError, match="result lacks"):
+        in_words({"verdict": "better"})
