@@ -148,10 +148,11 @@ def fit(
 
     Each call behaves like `compile` followed by `fit`: the optimizer starts from zero state, so
     calling it again fine-tunes at the new `lr`. Trainable flags are read at each call (a model
-    whose layers were frozen or unfrozen is recompiled). Without validation data, batches of
-    exactly `batch_size` (or n if smaller) go through `train_on_batch`, each epoch a seeded
-    permutation topped up with a few repeats to fill its last batch; with validation data this
-    is Keras' own `model.fit`. `x` may be a dict modality -> array for multi-input models.
+    whose layers were frozen or unfrozen is recompiled). Batches of exactly `batch_size` (or n if
+    smaller) go through `train_on_batch`, each epoch a seeded permutation topped up with a few
+    repeats to fill its last batch. Validation data, when given, are only measured after each
+    epoch (`val_loss`, `val_accuracy` in the History): training is the same with or without
+    them. `x` may be a dict modality -> array for multi-input models.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
@@ -169,10 +170,7 @@ def fit(
     keras.utils.set_random_seed(int(seed))
     prepare(model, float(lr))
     batch_size = min(device.scaled_batch(batch_size), n)
-    if validation is not None:
-        return model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=validation,
-                         class_weight=class_weight, shuffle=True, verbose=2 if verbose else 0)
-    return _fit_batches(model, x, y, epochs, batch_size, seed, class_weight, verbose)
+    return _fit_batches(model, x, y, epochs, batch_size, seed, class_weight, verbose, validation)
 
 
 def fit_steps(
@@ -235,17 +233,21 @@ def _fit_batches(
     seed: int,
     class_weight: dict | None,
     verbose: bool,
+    validation: tuple | None = None,
 ) -> keras.callbacks.History:
     """Epochs of full batches through `train_on_batch`; a History with per-epoch loss/accuracy.
 
     Each epoch is a seeded permutation, topped up with a few random repeats so every batch has
     exactly `batch_size` examples (one traced shape, no retracing for a last partial batch).
+    `validation` (x, y) is evaluated after each epoch, without touching the weights.
     """
     rng = np.random.default_rng(seed)
     n = len(y)
     history = keras.callbacks.History()
     history.set_model(model)
     history.history = {"loss": [], "accuracy": []}
+    if validation is not None:
+        history.history |= {"val_loss": [], "val_accuracy": []}
     for epoch in range(epochs):
         order = rng.permutation(n)
         if n % batch_size:
@@ -258,6 +260,10 @@ def _fit_batches(
                                         return_dict=True)
         history.history["loss"].append(float(logs["loss"]))
         history.history["accuracy"].append(float(logs["accuracy"]))
+        if validation is not None:
+            val = model.evaluate(*validation, batch_size=512, verbose=0, return_dict=True)
+            history.history["val_loss"].append(float(val["loss"]))
+            history.history["val_accuracy"].append(float(val["accuracy"]))
         if verbose:
             print(f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f} "
                   f"accuracy {logs['accuracy']:.4f}")

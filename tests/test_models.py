@@ -103,6 +103,18 @@ def test_fit_with_validation_keeps_epochs(digits):
     assert len(history.history["val_loss"]) == 3
 
 
+def test_validation_data_do_not_change_training(digits):
+    x, y = digits
+    plain, watched = small_model(seed=4), small_model(seed=4)
+    fit(plain, x[:150], y[:150], epochs=3, lr=1e-2, seed=1, batch_size=32)
+    history = fit(watched, x[:150], y[:150], epochs=3, lr=1e-2, seed=1, batch_size=32,
+                  x_val=x[200:300], y_val=y[200:300])
+    for a, b in zip(plain.get_weights(), watched.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert history.history["val_accuracy"][-1] == pytest.approx(
+        float(np.mean(predict_proba(watched, x[200:300]).argmax(1) == y[200:300])), abs=1e-6)
+
+
 def test_fit_is_deterministic_under_a_seed(digits):
     x, y = digits
     weights = []
