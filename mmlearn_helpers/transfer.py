@@ -18,7 +18,7 @@ import numbers
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -500,8 +500,22 @@ def _passes(steps: int, batch_size: int, n: int) -> int:
     return max(1, round(steps * min(batch_size, n) / n))
 
 
+def _per_seed(source_model: object, seeds: tuple[int, ...]) -> dict[int, keras.Model]:
+    """One source model for all seeds, or a dict seed -> source model covering every seed."""
+    if isinstance(source_model, keras.Model):
+        return dict.fromkeys(seeds, source_model)
+    if not isinstance(source_model, Mapping) or not all(
+            isinstance(m, keras.Model) for m in source_model.values()):
+        raise TypeError(f"source_model is a {type(source_model).__name__}; expected a "
+                        "keras.Model or a dict seed -> keras.Model")
+    missing = [s for s in seeds if s not in source_model]
+    if missing:
+        raise ValueError(f"source_model has no model for seeds {missing}; expected one per seed")
+    return {s: source_model[s] for s in seeds}
+
+
 def learning_curve(
-    source_model: keras.Model,
+    source_model: keras.Model | Mapping[int, keras.Model],
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
@@ -521,21 +535,24 @@ def learning_curve(
 ) -> tuple[list[dict], list[dict]]:
     """Test metrics of each method trained on k labels per class, for every k and seed.
 
-    For each seed and k the same k-shot subset of (x_train, y_train) is used by every method
-    (`few_shot_indices`); each model is evaluated on all of (x_test, y_test). "scratch" trains
-    from fresh weights drawn with the seed, at `lr`, for at least `steps` batches and at least
-    `epochs` passes over the k-shot set (small sets need many steps, larger ones many passes);
-    "frozen" fits a logistic regression head (`C`) on the source encoder's features;
-    "finetuned" starts from that frozen model and trains every layer but BatchNormalization
-    for about `finetune_steps` batches (at least one pass) at `finetune_lr`.
+    `source_model` is one source for every seed, or a dict seed -> source (e.g. pretrained with that
+    seed), so that the seeds vary the source too. For each seed and k the same k-shot subset of
+    (x_train, y_train) is used by every method (`few_shot_indices`); each model is evaluated on all
+    of (x_test, y_test). "scratch" trains from fresh weights drawn with the seed, at `lr`, for at
+    least `steps` batches and at least `epochs` passes over the k-shot set (small sets need many
+    steps, larger ones many passes); "frozen" fits a logistic regression head (`C`) on the source
+    encoder's features; "finetuned" starts from that frozen model and trains every layer but
+    BatchNormalization for about `finetune_steps` batches (at least one pass) at `finetune_lr`.
     Each method's Keras model is built and compiled once per architecture and input shape (also
     across calls) and reset between runs, which keeps a learning curve fast on a CPU.
-    Returns (rows: one dict per method, k and seed; summary: mean and std over seeds per method
-    and k, see `metrics.summarize`).
+    Returns (rows: one dict per method, k and seed, with `correct`, the per-test-example hits;
+    summary: mean and std over seeds per method and k, see `metrics.summarize`).
     """
     methods = tuple(_check_method(m) for m in dict.fromkeys(methods))
     ks = _check_ints(ks, "ks", 1)
     seeds = _check_ints(seeds, "seeds", 0)
+    sources = _per_seed(source_model, seeds)
+    source_model = sources[seeds[0]]
     steps, epochs, finetune_steps = _check_ints((steps, epochs, finetune_steps),
                                                 "steps, epochs, finetune_steps", 1)
     encoder = encoder_of(source_model)
@@ -554,14 +571,21 @@ def learning_curve(
     shape = x_train.shape[1:]
 
     frozen = transfer_model("frozen", source_model, input_shape=shape, seed=seeds[0])
-    if "frozen" in methods or "finetuned" in methods:
-        feats_train, feats_test = features(frozen, x_train), features(frozen, x_test)
     if "scratch" in methods:
         scratch = _runner("scratch", source_model, shape)
     if "finetuned" in methods:
         tuned = _runner("finetuned", source_model, shape)
-        copy_weights(encoder, encoder_of(tuned))
-        start = tuned.get_weights()
+    from_source: dict[int, tuple] = {}  # per seed: the source's features and fine-tuning start
+
+    def source_start(seed: int) -> tuple:
+        if seed not in from_source:
+            copy_weights(encoder_of(sources[seed]), encoder_of(frozen))
+            start = None
+            if "finetuned" in methods:
+                copy_weights(encoder_of(sources[seed]), encoder_of(tuned))
+                start = tuned.get_weights()
+            from_source[seed] = (features(frozen, x_train), features(frozen, x_test), start)
+        return from_source[seed]
 
     initial: dict[int, list] = {}  # fresh "scratch" weights per seed, the same for every k
     rows = []
@@ -584,6 +608,7 @@ def learning_curve(
                         batch_size=batch_size)
                     scores = predict_proba(scratch, x_test)
                 else:
+                    feats_train, feats_test, start = source_start(seed)
                     if head is None:
                         head = logistic_head(feats_train[idx], y_k, n_classes, C)
                     if method == "frozen":
@@ -595,6 +620,7 @@ def learning_curve(
                             lr=finetune_lr, seed=seed, batch_size=batch_size)
                         scores = predict_proba(tuned, x_test)
                 rows.append({"method": method, "k": k, "seed": seed, **evaluate(y_test, scores),
+                             "correct": scores.argmax(1) == y_test,
                              "seconds": time.perf_counter() - t0})
                 bar.update()
     bar.close()

@@ -176,6 +176,28 @@ def test_transferred_beats_scratch_on_a_fixed_small_case(source, digits):
     assert {"accuracy_std", "macro_f1", "n"} <= set(summary[0])
 
 
+def test_learning_curve_takes_one_source_per_seed(source, digits):
+    x, y = digits
+    keras.utils.set_random_seed(5)
+    untrained = classifier(conv_encoder((8, 8, 1), (8, 16)))
+    args = (x[900:1200], y[900:1200], x[1400:1600], y[1400:1600])
+    opts = {"ks": (2,), "seeds": (0, 1), "steps": 10, "finetune_steps": 5, "verbose": False}
+    one, _ = learning_curve(source, *args, **opts)
+    same, _ = learning_curve({0: source, 1: source}, *args, **opts)
+    mixed, _ = learning_curve({0: source, 1: untrained}, *args, **opts)
+    acc = {(r["method"], r["seed"]): r["accuracy"] for r in mixed}
+    assert [r["accuracy"] for r in one] == [r["accuracy"] for r in same]
+    assert acc["frozen", 0] == next(r["accuracy"] for r in one
+                                    if r["method"] == "frozen" and r["seed"] == 0)
+    assert acc["frozen", 0] > acc["frozen", 1] + 0.2  # seed 1 read an untrained source
+    assert all(r["correct"].shape == (200,) and r["correct"].mean() == pytest.approx(r["accuracy"])
+               for r in one)
+    with pytest.raises(ValueError, match="no model for seeds \\[1\\]"):
+        learning_curve({0: source}, *args, **opts)
+    with pytest.raises(TypeError, match="expected a keras.Model or a dict"):
+        learning_curve([source], *args, **opts)
+
+
 def test_learning_curve_refuses_bad_arguments_before_training(source, digits):
     x, y = digits
     with pytest.raises(ValueError, match="k=500 is larger than"):
