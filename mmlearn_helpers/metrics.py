@@ -375,6 +375,7 @@ def gains(
     *,
     metric: str = "accuracy",
     group: str = "k",
+    clusters: ArrayLike | None = None,
 ) -> list[dict]:
     """Each method's gain over `baseline`, paired by seed, per `group` value; and a verdict.
 
@@ -384,12 +385,16 @@ def gains(
     mean gain, `low` and `high` its 95% bootstrap interval, `verdict` the collection's rule
     ("better", "worse", "negligible" or "not established"; see the module docstring), `n` the
     number of seeds, and `spread` the standard deviation of the per-seed gains (for plots).
+    With `clusters` (one group id per test example, e.g. its speaker), the rows' per-example
+    hits `correct` are compared instead, and the interval also resamples the clusters.
     """
+    need = ("method", "seed", group, metric) + (("correct",) if clusters is not None else ())
     for row in rows:
-        missing = [k for k in ("method", "seed", group, metric) if k not in row]
+        missing = [k for k in need if k not in row]
         if missing:
             raise ValueError(f"row {row!r} lacks {missing}; expected per-seed result rows")
-    base = {(row[group], row["seed"]): row[metric] for row in rows if row["method"] == baseline}
+    key = metric if clusters is None else "correct"
+    base = {(row[group], row["seed"]): row[key] for row in rows if row["method"] == baseline}
     if not base:
         raise ValueError(f"baseline={baseline!r} is not a method of the rows; expected one of "
                          f"{sorted({row['method'] for row in rows})}")
@@ -398,12 +403,14 @@ def gains(
         ref = base.get((row[group], row["seed"]))
         if row["method"] != baseline and ref is not None:
             new, old = pairs.setdefault((row[group], row["method"]), ([], []))
-            new.append(row[metric])
+            new.append(row[key])
             old.append(ref)
     out = []
     for (value, method), (new, old) in pairs.items():
-        result = compare(new, old)
-        _, spread = mean_std(np.subtract(new, old))
+        result = compare(new, old, clusters=clusters)
+        per_seed = np.subtract(new, old) if clusters is None else np.subtract(
+            np.mean(new, axis=1), np.mean(old, axis=1))
+        _, spread = mean_std(per_seed)
         out.append({group: value, "method": method, "gain": result["diff"], "low": result["low"],
                     "high": result["high"], "spread": spread, "n": result["n"],
                     "verdict": result["verdict"]})

@@ -662,7 +662,9 @@ def transfer_targets(
     `load_dataset`: `image_options` (image_noise, occlusion), `audio_options` (snr_db, noise,
     speed, pitch, reverb, gain_db). `modalities` limits what is loaded. `eval_split="val"` returns
     the validation split in place of the test split (FSDD recordings 5-9 on "avmnist"), to make
-    choices on without looking at the test split.
+    choices on without looking at the test split. With audio, the dict also holds "speakers":
+    (train, eval) speaker names of the audio clips, e.g. to resample test speakers in
+    `metrics.gains(..., clusters=...)`.
     """
     from .data import languages, load_dataset
     from .data.spoken import check_language
@@ -685,6 +687,7 @@ def transfer_targets(
         codes = list(check_language(language))
     image_options, audio_options = dict(image_options or {}), dict(audio_options or {})
     out: dict[str, list] = {modality: [] for modality in modalities}
+    speakers = []
     for offset, split in enumerate(("train", eval_split)):
         split_seed = seed + 7919 * offset  # distinct noise draws for train and test
         if dataset == "avmnist":
@@ -693,6 +696,7 @@ def transfer_targets(
             first = np.sort(first)
             found = {"image": (pairs.x["image"], pairs.y),
                      "audio": (pairs.x["audio"][first], pairs.y[first])}
+            speakers.append(pairs.meta["speaker"][first])
         else:
             found = {}
             if "image" in out:
@@ -702,6 +706,9 @@ def transfer_targets(
                 speech = load_dataset("spoken_digits", split=split, seed=split_seed,
                                       language=codes, **audio_options)
                 found["audio"] = (speech.x["audio"], speech.y)
+                speakers.append(speech.meta["speaker"])
         for modality in out:
             out[modality] += found[modality]
-    return {modality: tuple(arrays) for modality, arrays in out.items()}
+    if "audio" in out:
+        out["speakers"] = speakers
+    return {key: tuple(arrays) for key, arrays in out.items()}

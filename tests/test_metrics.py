@@ -346,3 +346,21 @@ def test_in_words_reads_compare_and_gains_results():
     assert in_words(gains(rows)[0]).endswith("3 seeds): not established")
     with pytest.raises(ValueError, match="result lacks"):
         in_words({"verdict": "better"})
+
+
+def test_gains_with_clusters_resample_the_test_groups_too():
+    rng = np.random.default_rng(1)
+    clusters = np.repeat(np.arange(6), 20)  # 6 speakers, 20 clips each
+    rows = []
+    for seed in range(5):
+        base = rng.random(120) < 0.6
+        gain = base | ((clusters == 0) & (rng.random(120) < 0.9))  # one speaker carries it
+        for method, hits in (("scratch", base), ("frozen", gain)):
+            rows.append({"method": method, "seed": seed, "k": 5, "accuracy": hits.mean(),
+                         "correct": hits})
+    (by_seed,) = gains(rows)
+    (by_speaker,) = gains(rows, clusters=clusters)
+    assert by_speaker["gain"] == pytest.approx(by_seed["gain"])
+    assert by_speaker["high"] - by_speaker["low"] > 2 * (by_seed["high"] - by_seed["low"])
+    with pytest.raises(ValueError, match="lacks \\['correct'\\]"):
+        gains([{k: v for k, v in r.items() if k != "correct"} for r in rows], clusters=clusters)

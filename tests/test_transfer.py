@@ -276,6 +276,9 @@ def test_transfer_targets_language_picks_the_audio_voices():
     english = load_dataset("spoken_digits", split="test", language="en")
     assert x_test.shape == english.x["audio"].shape and np.array_equal(y_test, english.y)
     assert len(y_train) == load_dataset("spoken_digits", split="train", language="en").n
+    train_speakers, test_speakers = targets["speakers"]
+    assert np.array_equal(test_speakers, english.meta["speaker"])
+    assert len(train_speakers) == len(y_train) and not set(train_speakers) & set(test_speakers)
     with pytest.raises(ValueError, match="language='xx' is not known"):
         transfer_targets("av_digits", modalities=("audio",), language="xx")
     with pytest.raises(ValueError, match="language='en'; the avmnist audio"):
