@@ -1,26 +1,35 @@
 """The capstone experiment: every method of notebooks 01-05 on one split, one labelled set per seed.
 
-For each seed, `run_seed` draws `labels_per_class` labelled training pairs per class and trains
-every method on them (the cross-modal student on the audio of the other, unlabelled, training
-pairs), choosing the late-fusion weight and the student's teacher on the validation split only,
-and returns each method's test probabilities, training seconds, batches and trainable weights.
-The methods are those of the helpers reused here: `transfer` (parameter transfer), `features`
-(probe), `crossmodal` (student), `fusion` (early and late fusion, and the encoder of every audio
-network trained from scratch) and `finetune` (the multimodal model on pretrained encoders).
+For each seed, `run_seed` draws `labels_per_class` labelled training pairs per class and runs
+every method on them, one small function per method below (the cross-modal student learns from
+the audio of the other, unlabelled, training pairs; the zero-shot methods use no target label at
+all). Anything a method chooses (a late-fusion weight, the student's teacher) is chosen on the
+validation split only. Each method returns its test and validation probabilities, training
+seconds, batches and trainable weights. The methods are those of the helpers reused here:
+`transfer` (zero-shot and parameter transfer), `features` (probe), `crossmodal` (student),
+`fusion` (early and late fusion, and the encoder of the scratch networks of notebook 04) and
+`finetune` (the multimodal model on pretrained encoders).
 
 Equal effort: every network trained by gradient descent gets the same budget, `steps` batches
 of `batch_size`, whether it starts from random weights (the scratch models, early fusion, the
 student) or from pretrained ones (fine-tuning after a convex head fit). Budgets count batches,
 not epochs, because the labelled set (e.g. 200 pairs) and the student's unlabelled set (e.g. 878
 pairs) differ in size.
+
+Same architecture: "transfer vs scratch" compares `transfer_frozen` / `transfer_finetuned` with
+`audio_scratch_same_arch`, the speech source's own architecture with fresh weights, so the
+comparison changes the starting weights only. `audio_scratch` is notebook 04's pooled encoder,
+the audio expert of the scratch fusions (early, late) and the student's architecture.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -33,9 +42,20 @@ from .models import HEAD, classifier, count_params
 from .training import check_inputs, fit_steps, predict_proba
 
 # Every method, in the order of the notebooks that introduce them.
-METHODS = ("image_scratch", "audio_scratch", "transfer_frozen", "transfer_finetuned", "probe",
-           "crossmodal_student", "early", "late_equal", "late_tuned", "finetuned_multimodal")
-# Input pooling of every audio network trained from scratch (notebook 04's encoder): averaging
+METHODS = ("zero_shot_image", "zero_shot_audio", "image_scratch", "audio_scratch",
+           "audio_scratch_same_arch", "image_transfer_frozen", "transfer_frozen",
+           "transfer_finetuned", "probe", "crossmodal_student", "early", "late_equal",
+           "late_tuned", "zero_shot_late", "late_pretrained_equal", "late_pretrained_tuned",
+           "finetuned_multimodal")
+# The methods that read one modality at test time: the candidates for "the best single
+# modality", a reference that is chosen on validation.
+SINGLE = ("zero_shot_image", "zero_shot_audio", "image_scratch", "audio_scratch",
+          "audio_scratch_same_arch", "image_transfer_frozen", "transfer_frozen",
+          "transfer_finetuned", "crossmodal_student")
+# What each network trained on labels (or distilled) reads: a modality, or None for both.
+_INPUT = {"image_scratch": "image", "audio_scratch": "audio", "audio_scratch_same_arch": "audio",
+          "early": None, "crossmodal_student": "audio"}
+# Input pooling of notebook 04's scratch networks (audio_scratch, early, the student): averaging
 # 4 x 4 patches of a noisy spectrogram smooths white noise and makes each batch cheaper.
 SCRATCH_POOL = {"audio": 4}
 # Per profile: seeds; the budget of every network (batches of batch_size); Adam learning rates
@@ -44,20 +64,19 @@ SCRATCH_POOL = {"audio": 4}
 BUDGETS = {
     "fast": {"seeds": 3, "steps": 140, "batch_size": 32, "lr": 1e-2, "distill_lr": 1e-3,
              "tune_lr": 1e-3},
-    "full": {"seeds": 5, "steps": 280, "batch_size": 32, "lr": 1e-2, "distill_lr": 1e-3,
+    "full": {"seeds": 10, "steps": 280, "batch_size": 32, "lr": 1e-2, "distill_lr": 1e-3,
              "tune_lr": 1e-3},
 }
 # The networks trained from random weights, which `run_seed(check_factors=...)` retrains with
 # other budgets to show whether theirs was enough.
-SCRATCH = ("image_scratch", "audio_scratch", "early", "crossmodal_student")
+SCRATCH = ("image_scratch", "audio_scratch", "audio_scratch_same_arch", "early",
+           "crossmodal_student")
 _INTS = ("seeds", "steps", "batch_size")
 _RATES = ("lr", "distill_lr", "tune_lr")
 SUMMARY_METRICS = ("accuracy", "macro_recall", "macro_f1")
 # Saved per method as `<method>_<key>`.
 SAVED = ("accuracy", "accuracy_std", "macro_recall", "macro_recall_std", "macro_f1",
          "macro_f1_std", "seconds", "params", "steps")
-
-
 def _check_int(value: object, name: str, low: int) -> int:
     """`value` as an int >= low; a bool or anything else raises ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
@@ -128,7 +147,9 @@ def _check_sources(sources: object) -> dict[str, keras.Model]:
     return dict(sources)
 
 
-def _scratch_builders(shapes: dict) -> dict[str, Callable[[int], keras.Model]]:
+def _scratch_builders(
+    shapes: dict, sources: Mapping[str, keras.Model]
+) -> dict[str, Callable[[int], keras.Model]]:
     """Name -> function(seed) building a network trained from scratch, with fresh weights."""
     def single(m: str) -> Callable[[int], keras.Model]:
         def build(seed: int) -> keras.Model:
@@ -137,9 +158,20 @@ def _scratch_builders(shapes: dict) -> dict[str, Callable[[int], keras.Model]]:
             return classifier(encoder, 10)
         return build
 
+    def same_arch(seed: int) -> keras.Model:  # the speech source's architecture, fresh weights
+        return transfer.transfer_model("scratch", sources["audio"], input_shape=shapes["audio"],
+                                       seed=seed)
+
     return {"image_scratch": single("image"), "audio_scratch": single("audio"),
-            "crossmodal_student": single("audio"),
+            "audio_scratch_same_arch": same_arch, "crossmodal_student": single("audio"),
             "early": lambda seed: fusion.early_fusion_model(shapes, pool=SCRATCH_POOL, seed=seed)}
+
+
+def _zero_shot_reader(source: keras.Model, shape: tuple) -> keras.Model:
+    """The source classifier as it is (encoder and head), read at the target's input size."""
+    reader = transfer.transfer_model("frozen", source, input_shape=shape)
+    transfer.copy_weights(source, reader, [HEAD])
+    return reader
 
 
 def build_models(
@@ -148,17 +180,18 @@ def build_models(
     """The Keras models of every method, built once; `run_seed` resets their weights per seed.
 
     Reusing them across seeds skips Keras' tracing of a new train step (about 1-3 s per model
-    on two CPU cores). Keys: "image_scratch", "audio_scratch", "early", "crossmodal_student",
-    "image_transfer" (the transferred image model, a candidate teacher), "transfer_frozen",
-    "transfer_finetuned", "multimodal" (every layer but BatchNorm trainable), the pretrained
-    starting weights "<name>_start", and "shapes".
+    on two CPU cores). Keys: the networks trained from scratch (SCRATCH), "image_transfer"
+    (the transferred image model, frozen: `image_transfer_frozen`, a candidate teacher and the
+    image expert of `late_pretrained_*`), "transfer_frozen", "transfer_finetuned", "multimodal"
+    (every layer but BatchNorm trainable), "zero_shot_image" and "zero_shot_audio" (the
+    sources as they are), the pretrained starting weights "<name>_start", and "shapes".
     """
     sources = _check_sources(sources)
     if not isinstance(shapes, Mapping) or set(shapes) != {"image", "audio"}:
         raise ValueError(f"shapes={shapes!r}; expected {{'image': shape, 'audio': shape}}")
     shapes = {m: tuple(int(d) for d in s) for m, s in shapes.items()}
     models: dict[str, object] = {name: build(0)
-                                 for name, build in _scratch_builders(shapes).items()}
+                                 for name, build in _scratch_builders(shapes, sources).items()}
     models["image_transfer"] = transfer.transfer_model("frozen", sources["image"],
                                                        input_shape=shapes["image"])
     for method in ("frozen", "finetuned"):
@@ -167,14 +200,247 @@ def build_models(
     models["multimodal"] = ft.set_schedule(ft.pretrained_fusion_model(sources, shapes), "all")
     for name in ("transfer_finetuned", "multimodal"):
         models[f"{name}_start"] = models[name].get_weights()
+    for m in ("image", "audio"):
+        models[f"zero_shot_{m}"] = _zero_shot_reader(sources[m], shapes[m])
     models["shapes"] = shapes
     return models
+
+
+def _cached_models(cache: dict | None, shapes: dict, sources: dict) -> dict:
+    """The models of `cache`, built on first use; refuse a cache built for other data."""
+    if cache is not None and not isinstance(cache, dict):
+        raise TypeError(f"cache is a {type(cache).__name__}; expected a dict or None")
+    models = cache if cache is not None else {}
+    key = (shapes, id(sources["image"]), id(sources["audio"]))
+    if not models:
+        models.update(build_models(shapes, sources), key=key)
+    elif models.get("key") != key:
+        raise ValueError(f"cache holds models built for other data or sources (shapes "
+                         f"{models.get('shapes')}); the data has shapes {shapes}: use a new "
+                         "cache (e.g. {}) for other data or sources")
+    return models
+
+
+def _check_factors(check_factors: object) -> tuple[float, ...]:
+    """The budget multiples of the budget check, each a positive number."""
+    if isinstance(check_factors, (str, bytes)) or not isinstance(check_factors, Sequence) or any(
+        isinstance(f, bool) or not isinstance(f, numbers.Real) or not f > 0
+        for f in check_factors
+    ):
+        raise ValueError(f"check_factors={check_factors!r}; expected a list of positive numbers "
+                         "(multiples of the budget), e.g. (0.5, 2)")
+    return tuple(float(f) for f in check_factors)
+
+
+@dataclass
+class _Draw:
+    """One seed's labelled draw, the models, and what the methods have produced so far."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    sources: dict
+    models: dict
+    builders: dict
+    budget: dict
+    seed: int
+    idx: np.ndarray  # the labelled training pairs
+    unlabelled: np.ndarray  # the other training pairs (the student's)
+    out: dict = field(default_factory=dict)  # method -> probabilities and costs
+    fitted: dict = field(default_factory=dict)  # network -> accuracy on its training targets
+    trainers: dict = field(default_factory=dict)  # network -> train(steps) from fresh weights
+
+    @property
+    def x(self) -> dict:
+        return {m: v[self.idx] for m, v in self.train.x.items()}
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.train.y[self.idx]
+
+    def predict(self, model: keras.Model, modality: str | None) -> tuple:
+        """(test, validation) probabilities of `model` reading `modality` (None: both)."""
+        return tuple(predict_proba(model, s.x if modality is None else s.x[modality])
+                     for s in (self.test, self.val))
+
+    def record(self, name: str, probs: tuple, seconds: float, steps: int, params: int) -> None:
+        self.out[name] = {"probs": probs[0], "val_probs": probs[1], "seconds": float(seconds),
+                          "steps": int(steps), "params": int(params)}
+
+
+def _draw(data: object, sources: object, seed: object, labels_per_class: object,
+          budget: object, cache: object) -> _Draw:
+    """Check run_seed's arguments and draw the seed's labelled pairs."""
+    data, sources = _check_data(data), _check_sources(sources)
+    seed = _check_int(seed, "seed", 0)
+    labels_per_class = _check_int(labels_per_class, "labels_per_class", 1)
+    budget = check_budget(budget)
+    train = data["train"]
+    shapes = {m: tuple(v.shape[1:]) for m, v in train.x.items()}
+    models = _cached_models(cache, shapes, sources)
+    idx = transfer.few_shot_indices(train.y, labels_per_class, seed=seed)
+    unlabelled = np.setdiff1d(np.arange(train.n), idx)
+    if len(unlabelled) == 0:
+        raise ValueError(f"labels_per_class={labels_per_class} labels every training pair; the "
+                         "cross-modal student needs unlabelled pairs, choose fewer labels")
+    return _Draw(train, data["val"], data["test"], sources, models,
+                 _scratch_builders(shapes, sources), budget, seed, idx, unlabelled)
+
+
+def _zero_shot(d: _Draw) -> None:
+    """Zero-shot (notebook 01): the source classifiers as they are, no target label at all."""
+    for m in ("image", "audio"):
+        d.record(f"zero_shot_{m}", d.predict(d.models[f"zero_shot_{m}"], m), 0.0, 0, 0)
+
+
+def _train_scratch(d: _Draw, name: str, steps: int) -> int:
+    """Train network `name` from its fresh weights for `steps` batches of the labelled pairs."""
+    model, x = d.models[name], d.x
+    model.set_weights(d.builders[name](d.seed).get_weights())
+    fit_steps(model, x if _INPUT[name] is None else x[_INPUT[name]], d.y, steps=steps,
+              lr=d.budget["lr"], seed=d.seed, batch_size=d.budget["batch_size"])
+    return steps
+
+
+def _scratch(d: _Draw, name: str) -> None:
+    """A network from random weights on the labelled pairs (notebooks 01 and 04)."""
+    t = time.perf_counter()
+    steps = _train_scratch(d, name, d.budget["steps"])
+    seconds = time.perf_counter() - t
+    model, m = d.models[name], _INPUT[name]
+    d.trainers[name] = functools.partial(_train_scratch, d, name)
+    d.fitted[name] = evaluate(d.y, predict_proba(model, d.x if m is None else d.x[m]))["accuracy"]
+    d.record(name, d.predict(model, m), seconds, steps, count_params(model))
+
+
+def _late(d: _Draw, experts: tuple[str, str], names: tuple[str, ...]) -> float:
+    """Late fusion of an image and an audio expert (notebook 04); returns the tuned weight.
+
+    names[0] weighs the image at w = 0.5, names[1] (when given) at the w best on validation.
+    Costs are the two experts' together.
+    """
+    a, b = (d.out[e] for e in experts)
+    w = fusion.best_weight(a["val_probs"], b["val_probs"], d.val.y) if len(names) > 1 else 0.5
+    for name, weight in zip(names, (0.5, w)[:len(names)], strict=True):
+        probs = tuple(fusion.late_fusion([a[k], b[k]], weight) for k in ("probs", "val_probs"))
+        d.record(name, probs, a["seconds"] + b["seconds"], a["steps"] + b["steps"],
+                 a["params"] + b["params"])
+    return float(w)
+
+
+def _transfer(d: _Draw) -> None:
+    """Parameter transfer (notebook 01): a frozen encoder + logistic head, for the image and
+    the audio source; then the audio one fine-tuned (every layer but BatchNorm)."""
+    x, y = d.x, d.y
+    for name, key, m in (("image_transfer_frozen", "image_transfer", "image"),
+                         ("transfer_frozen", "transfer_frozen", "audio")):
+        t = time.perf_counter()
+        transfer.fit_linear_head(d.models[key], x[m], y)
+        seconds = time.perf_counter() - t
+        d.record(name, d.predict(d.models[key], m), seconds, 0, count_params(d.models[key]))
+    model = d.models["transfer_finetuned"]
+    model.set_weights(d.models["transfer_finetuned_start"])
+    t = time.perf_counter()
+    transfer.fit_linear_head(model, x["audio"], y)
+    fit_steps(model, x["audio"], y, steps=d.budget["steps"], lr=d.budget["tune_lr"], seed=d.seed,
+              batch_size=d.budget["batch_size"])
+    seconds = time.perf_counter() - t
+    d.fitted["transfer_finetuned"] = evaluate(y, predict_proba(model, x["audio"]))["accuracy"]
+    d.record("transfer_finetuned", d.predict(model, "audio"), seconds, d.budget["steps"],
+             count_params(model))
+
+
+def _probe_features(sources: dict, x: dict) -> np.ndarray:
+    """Both frozen source encoders' features, concatenated."""
+    return np.concatenate([features.encode(sources[m], x[m]) for m in ("image", "audio")], 1)
+
+
+def _probe(d: _Draw) -> None:
+    """Probe (notebook 02): logistic regression on both frozen encoders' features."""
+    t = time.perf_counter()
+    feats = _probe_features(d.sources, d.x)
+    probe = features.make_probe("logistic").fit(feats, d.y)
+    seconds = time.perf_counter() - t
+    probs = tuple(probe.predict_proba(_probe_features(d.sources, s.x)) for s in (d.test, d.val))
+    d.record("probe", probs, seconds, 0, feats.shape[1] * 10 + 10)
+
+
+def _train_student(d: _Draw, targets: np.ndarray, steps: int) -> int:
+    """Distill the teacher's soft targets into the student from fresh weights, about `steps`
+    batches (whole passes over the unlabelled pairs); return the batches trained."""
+    student, n, batch = d.models["crossmodal_student"], len(d.unlabelled), d.budget["batch_size"]
+    student.set_weights(d.builders["crossmodal_student"](d.seed).get_weights())
+    epochs = epochs_for(steps, n, batch)
+    crossmodal.distill(student, d.train.x["audio"][d.unlabelled], targets, epochs=epochs,
+                       lr=d.budget["distill_lr"], seed=d.seed, batch_size=batch)
+    return math.ceil(n * epochs / min(batch, n))
+
+
+def _student(d: _Draw) -> dict:
+    """Cross-modal student (notebook 02); returns what its teacher was and how good.
+
+    The image model better on validation (`image_scratch`, or `image_transfer_frozen`) teaches
+    an audio network on the unlabelled pairs: the student sees no audio label, only the
+    teacher's soft targets.
+    """
+    t = time.perf_counter()
+    candidates = {"image_scratch": "image_scratch", "image_transfer": "image_transfer_frozen"}
+    teacher_val = {name: evaluate(d.val.y, d.out[method]["val_probs"])["accuracy"]
+                   for name, method in candidates.items()}
+    chosen = max(teacher_val, key=teacher_val.get)
+    teacher_probs = predict_proba(d.models[chosen], d.train.x["image"][d.unlabelled])
+    targets = crossmodal.soft_targets(teacher_probs)
+    d.trainers["crossmodal_student"] = functools.partial(_train_student, d, targets)
+    steps = _train_student(d, targets, d.budget["steps"])
+    seconds = time.perf_counter() - t
+    student = d.models["crossmodal_student"]
+    d.fitted["crossmodal_student"] = crossmodal.agreement(
+        predict_proba(student, d.train.x["audio"][d.unlabelled]), teacher_probs.argmax(axis=1))
+    d.record("crossmodal_student", d.predict(student, "audio"), seconds, steps,
+             count_params(student))
+    return {"name": chosen, "val_accuracy": teacher_val[chosen], "candidates_val": teacher_val,
+            "test_accuracy": evaluate(d.test.y, d.out[candidates[chosen]]["probs"])["accuracy"],
+            "agreement_unlabelled": crossmodal.agreement(teacher_probs,
+                                                         d.train.y[d.unlabelled]),
+            "unlabelled_pairs": int(len(d.unlabelled))}
 
 
 def _fused_head(model: keras.Model, x: dict, y: np.ndarray) -> None:
     """Fit a multimodal model's head as a logistic regression on its fused encoder features."""
     fused = np.concatenate(list(fusion.modality_features(model, x).values()), axis=1)
     model.get_layer(HEAD).set_weights(list(transfer.logistic_head(fused, y, 10, 1.0)))
+
+
+def _multimodal(d: _Draw) -> None:
+    """Multimodal fine-tuning (notebook 05): a new head on the frozen pretrained encoders, fitted
+    as a logistic regression like the probe, then every layer but BatchNorm at a low rate."""
+    model, x, y = d.models["multimodal"], d.x, d.y
+    model.set_weights(d.models["multimodal_start"])
+    t = time.perf_counter()
+    _fused_head(model, x, y)
+    fit_steps(model, x, y, steps=d.budget["steps"], lr=d.budget["tune_lr"], seed=d.seed,
+              batch_size=d.budget["batch_size"])
+    seconds = time.perf_counter() - t
+    d.fitted["finetuned_multimodal"] = evaluate(y, predict_proba(model, x))["accuracy"]
+    d.record("finetuned_multimodal", d.predict(model, None), seconds, d.budget["steps"],
+             count_params(model))
+
+
+def _budget_check(d: _Draw, factors: tuple[float, ...]) -> tuple[dict, list[dict]]:
+    """Validation accuracy of each SCRATCH network with the budget, then retrained from the same
+    start with each factor times the budget (report only: nothing is chosen with it). Last,
+    because retraining overwrites the weights that other methods read."""
+    val_scores = {name: evaluate(d.val.y, d.out[name]["val_probs"])["accuracy"]
+                  for name in SCRATCH}
+    check = [{"network": name, "factor": 1.0, "steps": d.out[name]["steps"],
+              "val_accuracy": val_scores[name]} for name in SCRATCH]
+    for factor in factors:
+        for name in SCRATCH:
+            steps = d.trainers[name](max(1, round(factor * d.budget["steps"])))
+            probs = d.predict(d.models[name], _INPUT[name])[1]
+            check.append({"network": name, "factor": factor, "steps": steps,
+                          "val_accuracy": evaluate(d.val.y, probs)["accuracy"]})
+    return val_scores, sorted(check, key=lambda r: (SCRATCH.index(r["network"]), r["factor"]))
 
 
 def run_seed(
@@ -187,185 +453,37 @@ def run_seed(
     cache: dict | None = None,
     check_factors: Sequence[float] = (),
 ) -> dict:
-    """Train every method of METHODS on one labelled draw; test probabilities and costs.
+    """Run every method of METHODS on one labelled draw; test and validation probabilities, costs.
 
     `data`: Datasets "train", "val", "test" with "image" and "audio"; `sources`: pretrained
     classifiers {"image": ..., "audio": ...}; `budget`: see BUDGETS. `cache`: a dict that holds
     the models between seeds (filled on the first call, see `build_models`). Returns {"seed",
-    "methods": name -> {"probs" (test, n x 10), "seconds", "steps", "params"}, "late_w",
-    "teacher" (which image model taught the student and how good it was), "fit" (each trained
-    network's accuracy on its own training targets), "val" (validation accuracy of each
-    network trained from scratch), "budget_check"}. With `check_factors` (e.g. (0.5, 2)) the
-    networks of SCRATCH are trained again, from the same start, for each factor times the
-    budget, and "budget_check" lists their validation accuracy per budget (the labels of the
-    validation split are used for this report only, never to choose anything).
+    "methods": name -> {"probs" (test, n x 10), "val_probs" (validation), "seconds", "steps",
+    "params"}, "late_w" and "late_pretrained_w" (the tuned image weights of the scratch and of
+    the pretrained experts), "teacher" (which image model taught the student and how good it
+    was), "fit" (each trained network's accuracy on its own training targets), "val"
+    (validation accuracy of each network trained from scratch), "budget_check"}. With
+    `check_factors` (e.g. (0.5, 2)) the networks of SCRATCH are trained again, from the same
+    start, for each factor times the budget, and "budget_check" lists their validation accuracy
+    per budget (the labels of the validation split are used for this report only).
     """
-    data = _check_data(data)
-    sources = _check_sources(sources)
-    seed = _check_int(seed, "seed", 0)
-    labels_per_class = _check_int(labels_per_class, "labels_per_class", 1)
-    budget = check_budget(budget)
-    if cache is not None and not isinstance(cache, dict):
-        raise TypeError(f"cache is a {type(cache).__name__}; expected a dict or None")
-    if isinstance(check_factors, (str, bytes)) or not isinstance(check_factors, Sequence) or any(
-        isinstance(f, bool) or not isinstance(f, numbers.Real) or not f > 0
-        for f in check_factors
-    ):
-        raise ValueError(f"check_factors={check_factors!r}; expected a list of positive numbers "
-                         "(multiples of the budget), e.g. (0.5, 2)")
-    train, val, test = data["train"], data["val"], data["test"]
-    shapes = {m: tuple(v.shape[1:]) for m, v in train.x.items()}
-    models = cache if cache is not None else {}
-    key = (shapes, id(sources["image"]), id(sources["audio"]))
-    if not models:
-        models.update(build_models(shapes, sources), key=key)
-    elif models.get("key") != key:
-        raise ValueError(f"cache holds models built for other data or sources (shapes "
-                         f"{models.get('shapes')}); the data has shapes {shapes}: use a new "
-                         "cache (e.g. {}) for other data or sources")
-    idx = transfer.few_shot_indices(train.y, labels_per_class, seed=seed)
-    unlabelled = np.setdiff1d(np.arange(train.n), idx)
-    if len(unlabelled) == 0:
-        raise ValueError(f"labels_per_class={labels_per_class} labels every training pair; the "
-                         "cross-modal student needs unlabelled pairs, choose fewer labels")
-    x, y = {m: v[idx] for m, v in train.x.items()}, train.y[idx]
-    builders = _scratch_builders(shapes)
-    out: dict[str, dict] = {}
-    fitted: dict[str, float] = {}
-    trainers: dict[str, Callable[[int], int]] = {}  # network -> train(steps) from fresh weights
-    inputs = {"image_scratch": "image", "audio_scratch": "audio", "early": None,
-              "crossmodal_student": "audio"}
-
-    def pick(name: str, d: dict) -> np.ndarray | dict:
-        return d if inputs[name] is None else d[inputs[name]]
-
-    def val_accuracy(name: str) -> float:
-        return evaluate(val.y, predict_proba(models[name], pick(name, val.x)))["accuracy"]
-
-    def record(name: str, seconds: float, probs: np.ndarray, steps: int, params: int) -> None:
-        out[name] = {"probs": probs, "seconds": float(seconds), "steps": int(steps),
-                     "params": int(params)}
-
-    # 1. from scratch: one model per modality and early fusion (notebooks 01 and 04)
-    for name in ("image_scratch", "audio_scratch", "early"):
-        model = models[name]
-
-        def train_labels(steps: int, name=name, model=model) -> int:
-            model.set_weights(builders[name](seed).get_weights())
-            fit_steps(model, pick(name, x), y, steps=steps, lr=budget["lr"], seed=seed,
-                      batch_size=budget["batch_size"])
-            return steps
-
-        trainers[name] = train_labels
-        t = time.perf_counter()
-        steps = train_labels(budget["steps"])
-        seconds = time.perf_counter() - t
-        fitted[name] = evaluate(y, predict_proba(model, pick(name, x)))["accuracy"]
-        record(name, seconds, predict_proba(model, pick(name, test.x)), steps,
-               count_params(model))
-
-    # 2. late fusion of the two scratch models, w = 0.5 or tuned on validation (notebook 04)
-    img, aud = models["image_scratch"], models["audio_scratch"]
-    w = fusion.best_weight(predict_proba(img, val.x["image"]), predict_proba(aud, val.x["audio"]),
-                           val.y)
-    pair = [out["image_scratch"]["probs"], out["audio_scratch"]["probs"]]
-    for name, weight in (("late_equal", 0.5), ("late_tuned", w)):
-        record(name, out["image_scratch"]["seconds"] + out["audio_scratch"]["seconds"],
-               fusion.late_fusion(pair, weight),
-               out["image_scratch"]["steps"] + out["audio_scratch"]["steps"],
-               out["image_scratch"]["params"] + out["audio_scratch"]["params"])
-
-    # 3. parameter transfer on audio: frozen encoder + logistic head, then fine-tuned (nb 01)
-    model = models["transfer_frozen"]
-    t = time.perf_counter()
-    transfer.fit_linear_head(model, x["audio"], y)
-    record("transfer_frozen", time.perf_counter() - t, predict_proba(model, test.x["audio"]), 0,
-           count_params(model))
-    model = models["transfer_finetuned"]
-    model.set_weights(models["transfer_finetuned_start"])
-    t = time.perf_counter()
-    transfer.fit_linear_head(model, x["audio"], y)
-    steps = budget["steps"]
-    fit_steps(model, x["audio"], y, steps=steps, lr=budget["tune_lr"], seed=seed,
-              batch_size=budget["batch_size"])
-    seconds = time.perf_counter() - t
-    fitted["transfer_finetuned"] = evaluate(y, predict_proba(model, x["audio"]))["accuracy"]
-    record("transfer_finetuned", seconds, predict_proba(model, test.x["audio"]), steps,
-           count_params(model))
-
-    # 4. probe: logistic regression on both frozen encoders' features (notebook 02)
-    t = time.perf_counter()
-    feats = np.concatenate([features.encode(sources[m], x[m]) for m in ("image", "audio")], 1)
-    probe = features.make_probe("logistic").fit(feats, y)
-    seconds = time.perf_counter() - t
-    test_feats = np.concatenate([features.encode(sources[m], test.x[m])
-                                 for m in ("image", "audio")], axis=1)
-    record("probe", seconds, probe.predict_proba(test_feats), 0, feats.shape[1] * 10 + 10)
-
-    # 5. cross-modal student (notebook 02): the image model that is better on validation (the
-    # scratch one, or the transferred one with a logistic head) teaches an audio network on
-    # the unlabelled pairs; the student sees no audio label, only the teacher's soft targets
-    t = time.perf_counter()
-    transfer.fit_linear_head(models["image_transfer"], x["image"], y)
-    candidates = {"image_scratch": img, "image_transfer": models["image_transfer"]}
-    teacher_val = {name: evaluate(val.y, predict_proba(m, val.x["image"]))["accuracy"]
-                   for name, m in candidates.items()}
-    chosen = max(teacher_val, key=teacher_val.get)
-    teacher = candidates[chosen]
-    teacher_probs = predict_proba(teacher, train.x["image"][unlabelled])
-    targets = crossmodal.soft_targets(teacher_probs)
-    student, audio_u = models["crossmodal_student"], train.x["audio"][unlabelled]
-
-    def train_student(steps: int) -> int:
-        student.set_weights(builders["crossmodal_student"](seed).get_weights())
-        epochs = epochs_for(steps, len(unlabelled), budget["batch_size"])
-        crossmodal.distill(student, audio_u, targets, epochs=epochs, lr=budget["distill_lr"],
-                           seed=seed, batch_size=budget["batch_size"])
-        return math.ceil(len(unlabelled) * epochs / min(budget["batch_size"], len(unlabelled)))
-
-    trainers["crossmodal_student"] = train_student
-    steps = train_student(budget["steps"])
-    seconds = time.perf_counter() - t
-    fitted["crossmodal_student"] = crossmodal.agreement(predict_proba(student, audio_u),
-                                                        teacher_probs.argmax(axis=1))
-    record("crossmodal_student", seconds, predict_proba(student, test.x["audio"]), steps,
-           count_params(student))
-    teacher_info = {
-        "name": chosen, "val_accuracy": teacher_val[chosen], "candidates_val": teacher_val,
-        "test_accuracy": evaluate(test.y, predict_proba(teacher, test.x["image"]))["accuracy"],
-        "agreement_unlabelled": crossmodal.agreement(teacher_probs, train.y[unlabelled]),
-        "unlabelled_pairs": int(len(unlabelled)),
-    }
-
-    # 6. multimodal fine-tuning (notebook 05): a new head on the frozen pretrained encoders,
-    # fitted as a logistic regression like transfer.fit_linear_head, then every layer but
-    # BatchNorm at a low learning rate
-    model = models["multimodal"]
-    model.set_weights(models["multimodal_start"])
-    t = time.perf_counter()
-    _fused_head(model, x, y)
-    steps = budget["steps"]
-    fit_steps(model, x, y, steps=steps, lr=budget["tune_lr"], seed=seed,
-              batch_size=budget["batch_size"])
-    seconds = time.perf_counter() - t
-    fitted["finetuned_multimodal"] = evaluate(y, predict_proba(model, x))["accuracy"]
-    record("finetuned_multimodal", seconds, predict_proba(model, test.x), steps,
-           count_params(model))
-
-    # 7. report only: would another budget have changed the networks trained from scratch?
-    # (last, because retraining overwrites the weights that steps 2 and 5 used)
-    val_scores = {name: val_accuracy(name) for name in SCRATCH}
-    check = [{"network": name, "factor": 1.0, "steps": out[name]["steps"],
-              "val_accuracy": val_scores[name]} for name in SCRATCH]
-    for factor in check_factors:
-        for name in SCRATCH:
-            steps = trainers[name](max(1, round(factor * budget["steps"])))
-            check.append({"network": name, "factor": float(factor), "steps": steps,
-                          "val_accuracy": val_accuracy(name)})
-    return {"seed": seed, "methods": {name: out[name] for name in METHODS}, "late_w": float(w),
-            "teacher": teacher_info, "fit": fitted, "val": val_scores,
-            "budget_check": sorted(check, key=lambda r: (SCRATCH.index(r["network"]),
-                                                         r["factor"]))}
+    factors = _check_factors(check_factors)
+    d = _draw(data, sources, seed, labels_per_class, budget, cache)
+    _zero_shot(d)
+    for name in ("image_scratch", "audio_scratch", "audio_scratch_same_arch", "early"):
+        _scratch(d, name)
+    late_w = _late(d, ("image_scratch", "audio_scratch"), ("late_equal", "late_tuned"))
+    _transfer(d)
+    _probe(d)
+    teacher = _student(d)
+    _multimodal(d)
+    _late(d, ("zero_shot_image", "zero_shot_audio"), ("zero_shot_late",))
+    pretrained_w = _late(d, ("image_transfer_frozen", "transfer_finetuned"),
+                         ("late_pretrained_equal", "late_pretrained_tuned"))
+    val_scores, check = _budget_check(d, factors)
+    return {"seed": d.seed, "methods": {name: d.out[name] for name in METHODS},
+            "late_w": late_w, "late_pretrained_w": pretrained_w, "teacher": teacher,
+            "fit": d.fitted, "val": val_scores, "budget_check": check}
 
 
 def _check_runs(runs: object) -> list[dict]:
@@ -379,16 +497,25 @@ def _check_runs(runs: object) -> list[dict]:
     return list(runs)
 
 
-def result_rows(runs: Sequence[dict], y_test: np.ndarray) -> list[dict]:
-    """One row per method and seed: test metrics (`metrics.evaluate`), seconds, steps, params."""
+def result_rows(runs: Sequence[dict], y_test: np.ndarray, *, split: str = "test") -> list[dict]:
+    """One row per method and seed: metrics (`metrics.evaluate`), seconds, steps, params.
+
+    `split="test"` scores the test probabilities against `y_test`; `split="val"` scores the
+    validation probabilities (pass the validation labels), to choose a method without the test
+    split. The late fusions tuned on validation (`late_tuned`, `late_pretrained_tuned`) score
+    optimistically there.
+    """
     runs = _check_runs(runs)
+    if split not in ("test", "val"):
+        raise ValueError(f"split={split!r}; expected 'test' or 'val'")
+    key = "probs" if split == "test" else "val_probs"
     rows = []
     for run in runs:
         for name, r in run["methods"].items():
-            probs, n = check_inputs(r["probs"], f"probs of {name}")
+            probs, n = check_inputs(r[key], f"{key} of {name}")
             if n != len(y_test):
-                raise ValueError(f"probs of {name} (seed {run['seed']}) have {n} rows but y_test "
-                                 f"has {len(y_test)} labels; expected the same test split")
+                raise ValueError(f"{key} of {name} (seed {run['seed']}) have {n} rows but the "
+                                 f"labels are {len(y_test)}; expected the same {split} split")
             rows.append({"method": name, "seed": run["seed"], **evaluate(y_test, probs),
                          "seconds": r["seconds"], "steps": r["steps"], "params": r["params"]})
     return rows
@@ -444,7 +571,8 @@ def budget_gains(run: Mapping) -> dict[str, dict[float, float]]:
 
 
 def results(summary: Sequence[dict], runs: Sequence[dict]) -> dict:
-    """The numbers to save: `<method>_<key>` per key of SAVED, best_method, teacher, budget.
+    """The numbers to save: `<method>_<key>` per key of SAVED, best_method, teacher, the tuned
+    late-fusion weights, budget.
 
     The budget keys, `budget_x<factor>_gain_<network>`, come from `budget_gains` of the first
     run, when it was computed with check_factors.
@@ -461,6 +589,7 @@ def results(summary: Sequence[dict], runs: Sequence[dict]) -> dict:
         out[f"teacher_{key}_std"] = float(np.std(values))
     out["teacher_is_transfer"] = sum(r["teacher"]["name"] == "image_transfer" for r in runs)
     out["late_tuned_w"] = float(np.mean([r["late_w"] for r in runs]))
+    out["late_pretrained_tuned_w"] = float(np.mean([r["late_pretrained_w"] for r in runs]))
     if runs[0].get("budget_check") and len({r["factor"] for r in runs[0]["budget_check"]}) > 1:
         for network, gains in budget_gains(runs[0]).items():
             for factor, gain in gains.items():

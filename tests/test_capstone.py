@@ -6,7 +6,7 @@ import pytest
 
 from mmlearn_helpers import capstone
 from mmlearn_helpers.data import Dataset
-from mmlearn_helpers.models import classifier, conv_encoder
+from mmlearn_helpers.models import classifier, conv_encoder, count_params, encoder_of
 
 SHAPES = {"image": (8, 8, 1), "audio": (8, 12, 1)}
 TINY = {"seeds": 1, "steps": 2, "batch_size": 8, "lr": 1e-2, "distill_lr": 1e-3, "tune_lr": 1e-3}
@@ -33,22 +33,69 @@ def tiny():
     return data, sources, cache, run
 
 
-def test_every_method_gives_test_probabilities_and_costs(tiny):
+ZERO_SHOT = ("zero_shot_image", "zero_shot_audio", "zero_shot_late")
+
+
+def test_every_method_gives_test_and_val_probabilities_and_costs(tiny):
     data, _, _, run = tiny
     assert tuple(run["methods"]) == capstone.METHODS
+    assert set(capstone.SINGLE) < set(capstone.METHODS)
     for name, r in run["methods"].items():
-        assert r["probs"].shape == (data["test"].n, 10), name
-        np.testing.assert_allclose(r["probs"].sum(axis=1), 1.0, atol=1e-4, err_msg=name)
-        assert r["seconds"] >= 0 and r["params"] > 0, name
+        for key, split in (("probs", "test"), ("val_probs", "val")):
+            assert r[key].shape == (data[split].n, 10), (name, key)
+            np.testing.assert_allclose(r[key].sum(axis=1), 1.0, atol=1e-4, err_msg=name)
+        assert r["seconds"] >= 0 and (r["params"] == 0) == (name in ZERO_SHOT), name
     steps = {name: r["steps"] for name, r in run["methods"].items()}
     assert steps["transfer_frozen"] == steps["probe"] == 0  # convex fits, no gradient steps
+    assert all(steps[name] == 0 for name in ZERO_SHOT)  # no training at all
     assert steps["audio_scratch"] == steps["finetuned_multimodal"] == TINY["steps"]
+    assert steps["audio_scratch_same_arch"] == steps["transfer_finetuned"] == TINY["steps"]
     # the student distills whole passes over its 20 unlabelled pairs: one pass is 3 batches of 8
     assert steps["crossmodal_student"] == 3
     assert steps["late_tuned"] == steps["image_scratch"] + steps["audio_scratch"]
-    assert 0 <= run["late_w"] <= 1
+    assert steps["late_pretrained_tuned"] == steps["transfer_finetuned"]
+    assert 0 <= run["late_w"] <= 1 and 0 <= run["late_pretrained_w"] <= 1
     assert run["teacher"]["name"] in ("image_scratch", "image_transfer")
     assert run["teacher"]["unlabelled_pairs"] == data["train"].n - 20
+
+
+def test_scratch_audio_of_the_transfer_comparison_has_the_transferred_architecture(tiny):
+    _, _, cache, _ = tiny
+    same, transferred = cache["audio_scratch_same_arch"], cache["transfer_finetuned"]
+    assert [w.shape for w in same.weights] == [w.shape for w in transferred.weights]
+    assert [type(layer).__name__ for layer in encoder_of(same).layers] == [
+        type(layer).__name__ for layer in encoder_of(transferred).layers]
+    assert count_params(same) >= count_params(transferred)  # BatchNorm trains from scratch
+
+    def layer_types(model):
+        inner = getattr(model, "layers", [])
+        return {type(model).__name__}.union(*(layer_types(layer) for layer in inner))
+
+    # notebook 04's encoder pools the spectrogram first: another architecture, hence two rows
+    assert "AveragePooling2D" in layer_types(cache["audio_scratch"])
+    assert "AveragePooling2D" not in layer_types(same) | layer_types(transferred)
+
+
+def test_zero_shot_is_the_sources_as_they_are(tiny):
+    data, sources, _, run = tiny
+    for m in ("image", "audio"):
+        np.testing.assert_allclose(run["methods"][f"zero_shot_{m}"]["probs"],
+                                   sources[m].predict(data["test"].x[m], verbose=0), atol=1e-5)
+    zero = run["methods"]
+    np.testing.assert_allclose(zero["zero_shot_late"]["probs"],
+                               (zero["zero_shot_image"]["probs"]
+                                + zero["zero_shot_audio"]["probs"]) / 2, atol=1e-6)
+
+
+def test_late_fusions_weigh_their_experts(tiny):
+    _, _, _, run = tiny
+    p = {name: r["probs"] for name, r in run["methods"].items()}
+    for prefix, image, audio, w in (("late", "image_scratch", "audio_scratch", run["late_w"]),
+                                    ("late_pretrained", "image_transfer_frozen",
+                                     "transfer_finetuned", run["late_pretrained_w"])):
+        np.testing.assert_allclose(p[f"{prefix}_equal"], (p[image] + p[audio]) / 2, atol=1e-6)
+        np.testing.assert_allclose(p[f"{prefix}_tuned"], w * p[image] + (1 - w) * p[audio],
+                                   atol=1e-6)
 
 
 def test_budget_check_retrains_each_scratch_network(tiny):
@@ -76,6 +123,9 @@ def test_summary_table_and_saved_numbers(tiny):
     data, _, _, run = tiny
     rows = capstone.result_rows([run], data["test"].y)
     assert len(rows) == len(capstone.METHODS)
+    val_rows = capstone.result_rows([run], data["val"].y, split="val")
+    assert [r["method"] for r in val_rows] == [r["method"] for r in rows]
+    assert any(v["macro_f1"] != r["macro_f1"] for v, r in zip(val_rows, rows, strict=True))
     summary = capstone.summary_rows(rows)
     f1 = [r["macro_f1"] for r in summary]
     assert f1 == sorted(f1, reverse=True)
@@ -85,6 +135,7 @@ def test_summary_table_and_saved_numbers(tiny):
         for key in capstone.SAVED:
             assert f"{name}_{key}" in saved
     assert "late_tuned_macro_f1" in saved and saved["seeds"] == 1
+    assert saved["late_pretrained_tuned_w"] == run["late_pretrained_w"]
     assert "budget_x2_gain_crossmodal_student" in saved
 
 
@@ -118,6 +169,7 @@ def test_budget_arithmetic():
     assert capstone.epochs_for(1, 878, 32) == 1
     for profile in ("fast", "full"):
         assert capstone.check_budget(capstone.BUDGETS[profile]) == capstone.BUDGETS[profile]
+    assert capstone.BUDGETS["full"]["seeds"] == 10
 
 
 def test_bad_budgets_are_refused():
@@ -167,5 +219,9 @@ def test_summaries_refuse_bad_runs(tiny):
         capstone.result_rows([], data["test"].y)
     with pytest.raises(ValueError, match="expected the same test split"):
         capstone.result_rows([run], data["test"].y[:5])
+    with pytest.raises(ValueError, match="expected the same val split"):
+        capstone.result_rows([run], data["val"].y[:5], split="val")
+    with pytest.raises(ValueError, match="split='train'"):
+        capstone.result_rows([run], data["val"].y, split="train")
     with pytest.raises(ValueError, match="summary is empty"):
         capstone.results([], [run])
