@@ -1,27 +1,64 @@
-"""Structure transfer: the same training recipe from different starting weights or architectures.
+"""Structure transfer: reuse an architecture found on a source, or the weights learned there.
 
-`compare_starts` answers "is it the architecture or the weights that transfer?": every start
-(random weights, weights copied from a source of the same or of another modality, another
-architecture) is trained with one recipe on the same k-shot subsets and tested on the same data,
-so the only difference between rows is where training started.
+Each is measured against a start that owes nothing to the source. Two questions, one recipe
+per start, the same k-shot subsets for every start of a seed:
+
+- Architecture: `search_structure` trains every candidate of a small search space (`CANDIDATES`:
+  conv depth and width, pooling "average" or "flatten") from scratch on the *source* task in the
+  target's regime (k labels per class) and scores it on held-out source speakers; `chosen` picks,
+  per seed, the best by that source validation score alone. On the target, each candidate is
+  trained from scratch (`compare_starts`); `choice_rows` turns those rows into "the structure
+  chosen on the source" and "a candidate picked at random" (the mean over candidates), and
+  `ranking` shows whether the source's order of the candidates predicts the target's.
+- Weights: `compare_starts` trains starts whose weights come from a source (of the same or of
+  another modality) with the from-scratch recipe or, for names in `fine_tune`, with a gentle one
+  (`prepare_fine_tune`, then a low learning rate), against the same architecture from random
+  weights.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import numbers
+import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
-from .metrics import evaluate, summarize
-from .models import count_params, encoder_of, mlp_encoder
-from .training import check_inputs, check_labels, fit, predict_proba
-from .transfer import copy_weights, few_shot_indices
+from .metrics import METRICS, evaluate, mean_std, summarize
+from .models import classifier, conv_encoder, count_params, encoder_of, mlp_encoder
+from .settings import cap
+from .training import _walk, check_inputs, check_labels, fit, predict_proba
+from .transfer import cache_dir_default, copy_weights, few_shot_indices, fit_linear_head
 
 Start = Callable[[int], keras.Model]
+
+# The search space: name -> conv_encoder arguments. Depth and width grow together; "average"
+# (global average pooling) keeps what was found but not where, "flatten" keeps both - on a
+# spectrogram, which frequency band and which moment a feature came from.
+CANDIDATES: dict[str, dict] = {
+    "16-32 average": {"filters": (16, 32), "pooling": "average"},
+    "16-32 flatten": {"filters": (16, 32), "pooling": "flatten"},
+    "16-32-32 average": {"filters": (16, 32, 32), "pooling": "average"},
+    "16-32-32 flatten": {"filters": (16, 32, 32), "pooling": "flatten"},
+    "16-32-32-64 average": {"filters": (16, 32, 32, 64), "pooling": "average"},
+    "16-32-32-64 flatten": {"filters": (16, 32, 32, 64), "pooling": "flatten"},
+}
+# The collection's default blueprint (`conv_encoder`'s defaults, the source models' encoder).
+BLUEPRINT = "16-32-32 average"
+CHOSEN, RANDOM = "chosen on the source", "random candidate (expected)"
+
+# Models reused across calls, per (architecture, recipe): each is compiled once (about 1 s on a
+# small CPU) and gets a start's weights before every run.
+_MODELS: dict[tuple, keras.Model] = {}
+SEARCH_CACHE_FORMAT = 1
 
 
 def conv_layer_names(model: keras.Model) -> list[str]:
@@ -52,9 +89,141 @@ def matched_mlp_units(input_shape: Sequence[int], n_params: int, *, n_classes: i
 
 
 def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected an int >= {low}")
+    if value < low:
         raise ValueError(f"{name}={value!r} should be an int >= {low}")
     return int(value)
+
+
+def _check_lr(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected a float in (0, 1)")
+    if not 0 < value < 1:
+        raise ValueError(f"{name}={value!r} should be a learning rate in (0, 1), e.g. 3e-3")
+    return float(value)
+
+
+def _check_seeds(seeds: object) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"seeds={seeds!r} is a {type(seeds).__name__}; expected a list of ints")
+    checked = [_check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds)]
+    if not checked:
+        raise ValueError("seeds is empty; expected at least one seed")
+    return checked
+
+
+def conv_start(input_shape: Sequence[int], structure: str | Mapping = BLUEPRINT) -> Start:
+    """make(seed) -> a `classifier` on a conv encoder of `structure`, fresh weights from seed.
+
+    `structure` is a name of CANDIDATES or a dict of `conv_encoder` arguments.
+    """
+    if isinstance(structure, str):
+        if structure not in CANDIDATES:
+            raise ValueError(f"structure={structure!r} is not a candidate; expected one of "
+                             f"{list(CANDIDATES)} or a dict of conv_encoder arguments")
+        structure = CANDIDATES[structure]
+    if not isinstance(structure, Mapping):
+        raise TypeError(f"structure={structure!r} is a {type(structure).__name__}; expected a "
+                        "name of CANDIDATES or a dict such as {'filters': (16, 32)}")
+    options = dict(structure)
+    conv_encoder(input_shape, **options)  # refuse bad shapes or arguments now, not at seed 0
+
+    def make(seed: int) -> keras.Model:
+        keras.utils.set_random_seed(_check_int(seed, "seed", 0))
+        return classifier(conv_encoder(input_shape, **options))
+
+    return make
+
+
+def candidate_starts(input_shape: Sequence[int], names: Sequence[str]) -> dict[str, Start]:
+    """Name -> `conv_start` for each name of CANDIDATES in `names`, in that order."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise TypeError(f"names={names!r} is a {type(names).__name__}; expected a list of names "
+                        "of CANDIDATES")
+    if not names:
+        raise ValueError("names is empty; expected at least one name of CANDIDATES")
+    return {name: conv_start(input_shape, name) for name in names}
+
+
+def _batchnorms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in _walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def refresh_batchnorm(model: keras.Model, x: np.ndarray) -> int:
+    """Set every BatchNormalization's moving statistics to those of `x` (no labels needed).
+
+    One forward pass in training mode with momentum 0: each layer's statistics become exactly
+    those of its inputs on `x` (layer by layer, as in inference mode later). Weights are
+    unchanged. Returns the number of layers refreshed.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
+    x, _ = check_inputs(x)
+    layers = _batchnorms(model)
+    saved = [(layer.trainable, layer.momentum) for layer in layers]
+    for layer in layers:
+        layer.trainable, layer.momentum = True, 0.0
+    try:
+        model(x, training=True)
+    finally:
+        for layer, (trainable, momentum) in zip(layers, saved, strict=True):
+            layer.trainable, layer.momentum = trainable, momentum
+    return len(layers)
+
+
+def prepare_fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray) -> keras.Model:
+    """The gentle recipe's first stage: BatchNorm refreshed on `x` and frozen, the head fitted.
+
+    BatchNormalization takes the statistics of `x` (`refresh_batchnorm`) and runs in inference
+    mode from then on; the head is a logistic regression on the encoder's features
+    (`transfer.fit_linear_head`).
+    """
+    refresh_batchnorm(model, x)
+    for layer in _batchnorms(model):
+        layer.trainable = False
+    return fit_linear_head(model, x, y)
+
+
+def _reusable(fresh: keras.Model, recipe: str) -> keras.Model:
+    """A compiled model of `fresh`'s architecture for `recipe`, holding `fresh`'s weights."""
+    key = (fresh.to_json(), recipe)
+    model = _MODELS.setdefault(key, fresh)
+    if model is not fresh:  # the start's trainable flags (parents first), then its weights
+        for mine, theirs in zip(_walk(model), _walk(fresh), strict=True):
+            mine.trainable = theirs.trainable
+        model.set_weights(fresh.get_weights())
+    return model
+
+
+def _checked_start(name: str, make: Start, seed: int, shape: tuple) -> keras.Model:
+    """make(seed), refused unless it is a keras.Model reading samples of `shape`."""
+    fresh = make(seed)
+    if not isinstance(fresh, keras.Model):
+        raise TypeError(f"starts[{name!r}] returned a {type(fresh).__name__}; expected a "
+                        "keras.Model")
+    if tuple(fresh.inputs[0].shape[1:]) != shape:
+        raise ValueError(f"starts[{name!r}] builds a model reading "
+                         f"{tuple(fresh.inputs[0].shape[1:])}; x_train has samples of shape "
+                         f"{shape}")
+    return fresh
+
+
+def _check_starts(starts: object, fine_tune: object) -> tuple[str, ...]:
+    """Refuse an empty or non-callable `starts` and `fine_tune` names that are not starts."""
+    if not isinstance(starts, Mapping) or not starts:
+        raise ValueError("starts should be a non-empty dict name -> make(seed) -> keras.Model")
+    for name, make in starts.items():
+        if not callable(make):
+            raise TypeError(f"starts[{name!r}] is a {type(make).__name__}; expected a callable "
+                            "make(seed) returning a keras.Model")
+    if isinstance(fine_tune, str) or not isinstance(fine_tune, Sequence):
+        raise TypeError(f"fine_tune={fine_tune!r}; expected a list of names of starts")
+    unknown = [name for name in fine_tune if name not in starts]
+    if unknown:
+        raise ValueError(f"fine_tune names {unknown} are not starts; expected some of "
+                         f"{list(starts)}")
+    return tuple(fine_tune)
 
 
 def compare_starts(
@@ -69,57 +238,240 @@ def compare_starts(
     epochs: int = 60,
     lr: float = 3e-3,
     batch_size: int = 32,
+    fine_tune: Sequence[str] = (),
+    fine_tune_lr: float = 1e-3,
+    fine_tune_epochs: int | None = None,
     verbose: bool = True,
 ) -> tuple[list[dict], list[dict]]:
-    """Train every start on k labels per class with one recipe; test metrics per start and seed.
+    """Train every start on k labels per class; test metrics per start and seed.
 
     `starts` maps a name to `make(seed) -> classifier` returning a model with its starting
-    weights (random ones drawn with `seed`, or copied from a source). Every layer is trained for
-    `epochs` passes at `lr` (BatchNormalization in training mode), on the same k-shot subset of
-    (x_train, y_train) for a given seed. One model per start is compiled once and its weights
-    reset between seeds (fast on a CPU). Returns (rows, summary by start; see
-    `metrics.summarize`); rows also hold each model's trainable parameter count.
+    weights (random ones drawn with `seed`, or copied from a source). The from-scratch recipe
+    trains every layer for `epochs` passes at `lr` (BatchNormalization in training mode); starts
+    named in `fine_tune` get the gentle one: `prepare_fine_tune`, then every layer but
+    BatchNormalization for `fine_tune_epochs` passes (default: `epochs`) at `fine_tune_lr`.
+    Every start of a seed trains on the same k-shot subset of (x_train, y_train)
+    (`few_shot_indices(y_train, k, seed=seed)`). Returns (rows, summary by start; see
+    `metrics.summarize`); rows also hold the recipe, the trainable parameter count and the
+    seconds taken.
     """
-    if not isinstance(starts, Mapping) or not starts:
-        raise ValueError("starts should be a non-empty dict name -> make(seed) -> keras.Model")
-    for name, make in starts.items():
-        if not callable(make):
-            raise TypeError(f"starts[{name!r}] is a {type(make).__name__}; expected a callable "
-                            "make(seed) returning a keras.Model")
+    gentle = _check_starts(starts, fine_tune)
     k = _check_int(k, "k", 1)
-    seeds = [_check_int(s, "seeds[i]", 0) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds is empty; expected at least one seed")
+    seeds = _check_seeds(seeds)
+    lr, fine_tune_lr = _check_lr(lr, "lr"), _check_lr(fine_tune_lr, "fine_tune_lr")
+    epochs = _check_int(epochs, "epochs", 1)
+    gentle_epochs = epochs if fine_tune_epochs is None else _check_int(
+        fine_tune_epochs, "fine_tune_epochs", 1)
     x_train, n = check_inputs(x_train, "x_train")
     x_test, n_test = check_inputs(x_test, "x_test")
     y_train = check_labels(y_train, n, 10, "y_train")
     y_test = check_labels(y_test, n_test, 10, "y_test")
     few_shot_indices(y_train, k, seed=seeds[0])  # refuse a too-large k before any training
-
-    models: dict[str, keras.Model] = {}
     rows = []
     bar = tqdm(total=len(starts) * len(seeds), desc="starts", disable=not verbose)
     for seed in seeds:
         idx = few_shot_indices(y_train, k, seed=seed)
         for name, make in starts.items():
             t0 = time.perf_counter()
-            fresh = make(seed)
-            if not isinstance(fresh, keras.Model):
-                raise TypeError(f"starts[{name!r}] returned a {type(fresh).__name__}; expected "
-                                "a keras.Model")
-            if tuple(fresh.inputs[0].shape[1:]) != x_train.shape[1:]:
-                raise ValueError(
-                    f"starts[{name!r}] builds a model reading {tuple(fresh.inputs[0].shape[1:])}"
-                    f"; x_train has samples of shape {x_train.shape[1:]}"
-                )
-            model = models.setdefault(name, fresh)
-            if model is not fresh:
-                model.set_weights(fresh.get_weights())
-            fit(model, x_train[idx], y_train[idx], epochs=epochs, lr=lr, seed=seed,
-                batch_size=batch_size)
+            recipe = "fine-tune" if name in gentle else "scratch"
+            model = _reusable(_checked_start(name, make, seed, x_train.shape[1:]), recipe)
+            budget = {"epochs": epochs, "lr": lr}
+            if recipe == "fine-tune":
+                prepare_fine_tune(model, x_train[idx], y_train[idx])
+                budget = {"epochs": gentle_epochs, "lr": fine_tune_lr}
+            fit(model, x_train[idx], y_train[idx], seed=seed, batch_size=batch_size, **budget)
             scores = evaluate(y_test, predict_proba(model, x_test))
-            rows.append({"start": name, "k": k, "seed": seed, **scores,
+            rows.append({"start": name, "k": k, "seed": seed, "recipe": recipe, **scores,
                          "params": count_params(model), "seconds": time.perf_counter() - t0})
             bar.update()
     bar.close()
     return rows, summarize(rows, by=("start",))
+
+
+def split_speakers(
+    speakers: np.ndarray, *, val_fraction: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (fit, val) of the clips: a seeded share of the speakers held out whole."""
+    speakers = np.asarray(speakers)
+    if speakers.ndim != 1 or len(speakers) == 0:
+        raise ValueError(f"speakers has shape {speakers.shape}; expected one speaker id per clip")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real):
+        raise TypeError(f"val_fraction={val_fraction!r} is a {type(val_fraction).__name__}; "
+                        "expected a float in (0, 1)")
+    names = np.unique(speakers)
+    n_val = round(float(val_fraction) * len(names))
+    if not 0 < val_fraction < 1 or not 0 < n_val < len(names):
+        raise ValueError(f"val_fraction={val_fraction!r} holds out {n_val} of {len(names)} "
+                         "speakers; expected a fraction in (0, 1) that leaves speakers on "
+                         "both sides")
+    rng = np.random.default_rng(_check_int(seed, "seed", 0))
+    held_out = np.isin(speakers, rng.permutation(names)[:n_val])
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
+def _search_key(candidates: Mapping[str, Start], arrays: Sequence[np.ndarray], options: dict
+                ) -> str:
+    """Hash of a search's inputs: data, each candidate's seed-0 model, settings, Keras."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes())
+    for name, make in candidates.items():
+        model = make(0)
+        digest.update(name.encode() + model.to_json().encode())
+        for weights in model.get_weights():
+            digest.update(np.ascontiguousarray(weights).tobytes())
+    text = json.dumps({**options, "keras": keras.__version__, "backend": keras.backend.backend(),
+                       "format": SEARCH_CACHE_FORMAT}, sort_keys=True, default=str)
+    return hashlib.sha256(digest.hexdigest().encode() + text.encode()).hexdigest()[:20]
+
+
+def search_structure(
+    candidates: Mapping[str, Start],
+    x_source: np.ndarray,
+    y_source: np.ndarray,
+    speakers: np.ndarray,
+    *,
+    k: int = 5,
+    seeds: Sequence[int] = (0, 1, 2),
+    val_fraction: float = 0.5,
+    cache_dir: str | os.PathLike | None = None,
+    cache: bool = True,
+    verbose: bool = True,
+    **recipe,
+) -> list[dict]:
+    """Train each candidate on k source labels per class; score it on held-out source speakers.
+
+    Returns rows (start, seed, k, source_val, seconds) for `chosen`. Source data only: per
+    seed, `split_speakers` holds out a share of the source speakers, and every candidate trains
+    on the same k-shot draw of the rest (`compare_starts`, from-scratch recipe; `recipe` holds
+    its epochs, lr and batch_size). `source_val` is the accuracy on the held-out speakers. A k
+    larger than the fitting speakers allow is cut to what they hold. Like a pretrained source,
+    the rows are cached (`cache=True`) under `cache_dir` (default
+    `transfer.cache_dir_default()`), keyed by the data, the candidates and every setting.
+    """
+    if len(np.asarray(speakers)) != len(np.asarray(y_source)):
+        raise ValueError(f"speakers has {len(np.asarray(speakers))} ids but y_source "
+                         f"{len(np.asarray(y_source))} labels; expected one id per clip")
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache={cache!r} is a {type(cache).__name__}; expected True or False")
+    k, seeds = _check_int(k, "k", 1), _check_seeds(seeds)
+    y_source, path = np.asarray(y_source), None
+    if cache:
+        options = {"k": k, "seeds": seeds, "val_fraction": val_fraction, "recipe": recipe}
+        key = _search_key(candidates, (x_source, y_source, np.asarray(speakers).astype(str)),
+                          options)
+        folder = Path(cache_dir).expanduser() if cache_dir is not None else cache_dir_default()
+        path = folder / f"structure_search-{key}.json"
+        if path.is_file():
+            try:
+                rows = json.loads(path.read_text())["rows"]
+                if verbose:
+                    print(f"source search loaded from the cache ({path}); delete it to rerun")
+                return rows
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable: search again and replace it
+    rows = []
+    for seed in seeds:
+        fit_idx, val_idx = split_speakers(speakers, val_fraction=val_fraction, seed=seed)
+        fewest = int(np.bincount(y_source[fit_idx], minlength=10).min())
+        k_seed = cap(k, fewest, "labels per class on the source's fitting speakers")
+        found, _ = compare_starts(candidates, x_source[fit_idx], y_source[fit_idx],
+                                  x_source[val_idx], y_source[val_idx], k=k_seed, seeds=(seed,),
+                                  verbose=verbose, **recipe)
+        rows += [{"start": r["start"], "seed": seed, "k": k_seed, "source_val": r["accuracy"],
+                  "seconds": r["seconds"]} for r in found]
+    if path is not None:
+        _write_json(path, {"rows": rows})
+    return rows
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON to a temporary file and rename it, so no half-written file looks complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(payload, out)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def chosen(search_rows: Sequence[Mapping]) -> dict[int, str]:
+    """Seed -> the candidate with the best `source_val` (the earlier candidate on a tie)."""
+    best: dict[int, tuple[float, str]] = {}
+    for row in search_rows:
+        missing = [key for key in ("start", "seed", "source_val") if key not in row]
+        if missing:
+            raise ValueError(f"row {dict(row)!r} lacks {missing}; expected rows of "
+                             "search_structure (the choice reads source validation only)")
+        if row["seed"] not in best or row["source_val"] > best[row["seed"]][0]:
+            best[row["seed"]] = (row["source_val"], row["start"])
+    if not best:
+        raise ValueError("search_rows is empty; expected the rows of search_structure")
+    return {seed: name for seed, (_, name) in best.items()}
+
+
+def _by_start_and_seed(rows: Sequence[Mapping]) -> dict[tuple, Mapping]:
+    return {(row["start"], row["seed"]): row for row in rows}
+
+
+def choice_rows(target_rows: Sequence[Mapping], search_rows: Sequence[Mapping]) -> list[dict]:
+    """Per seed, target rows of CHOSEN (the source's pick) and RANDOM (mean over candidates).
+
+    RANDOM is what a candidate picked without the source scores on average.
+    """
+    picks = chosen(search_rows)
+    names = list(dict.fromkeys(row["start"] for row in search_rows))
+    found = _by_start_and_seed(target_rows)
+    out = []
+    for seed, pick in picks.items():
+        missing = [name for name in names if (name, seed) not in found]
+        if missing:
+            raise ValueError(f"target_rows lack seed {seed} of candidates {missing}; train "
+                             "every searched candidate on the target with the same seeds")
+        mean = {m: float(np.mean([found[(name, seed)][m] for name in names])) for m in METRICS}
+        out.append({**{m: found[(pick, seed)][m] for m in METRICS}, "start": CHOSEN,
+                    "seed": seed, "k": found[(pick, seed)]["k"], "picked": pick})
+        out.append({**mean, "start": RANDOM, "seed": seed, "k": found[(pick, seed)]["k"],
+                    "picked": f"mean of {len(names)}"})
+    return out
+
+
+def ranking(
+    search_rows: Sequence[Mapping], target_rows: Sequence[Mapping]
+) -> tuple[list[dict], float]:
+    """Per candidate source-val and target-test accuracy; and their Spearman rank correlation.
+
+    Table rows hold the means and stds over seeds and how often the candidate was picked; the
+    correlation is nan when undefined (fewer than two candidates, or a constant column).
+    """
+    picks = list(chosen(search_rows).values())
+    found = _by_start_and_seed(target_rows)
+    table = []
+    for name in dict.fromkeys(row["start"] for row in search_rows):
+        seeds = [row["seed"] for row in search_rows if row["start"] == name]
+        missing = [seed for seed in seeds if (name, seed) not in found]
+        if missing:
+            raise ValueError(f"target_rows lack candidate {name!r} at seeds {missing}")
+        source = mean_std(r["source_val"] for r in search_rows if r["start"] == name)
+        target = mean_std(found[(name, seed)]["accuracy"] for seed in seeds)
+        table.append({"structure": name, "source_val": source[0], "source_val_std": source[1],
+                      "target_test": target[0], "target_test_std": target[1],
+                      "picked": picks.count(name)})
+    source_means = [t["source_val"] for t in table]
+    target_means = [t["target_test"] for t in table]
+    if len(set(source_means)) < 2 or len(set(target_means)) < 2:
+        return table, float("nan")  # fewer than two candidates, or a constant column
+    return table, float(spearmanr(source_means, target_means)[0])
+
+
+def scores(rows: Sequence[Mapping], start: str, metric: str = "accuracy") -> list[float]:
+    """The `metric` of one start per seed, in seed order (to pair two starts in `compare`)."""
+    found = sorted((row["seed"], row[metric]) for row in rows if row.get("start") == start)
+    if not found:
+        raise ValueError(f"start={start!r} is not in the rows; expected one of "
+                         f"{list(dict.fromkeys(row.get('start') for row in rows))}")
+    return [float(value) for _, value in found]
