@@ -20,7 +20,7 @@ def test_none_takes_the_table_and_a_value_overrides_it(capsys):
     table = settings("04_early_vs_late_fusion", "av_digits", "fast", snr_db=None)
     assert table["snr_db"] == -3.0 and table["seeds"] == 3
     mine = settings("04_early_vs_late_fusion", "av_digits", "full", snr_db=20.0)
-    assert mine["snr_db"] == 20.0 and mine["seeds"] == 6
+    assert mine["snr_db"] == 20.0 and mine["seeds"] == 10
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and "snr_db=20.0 (yours)" in out[1] and "Why:" in out[1]
 
@@ -63,3 +63,15 @@ def test_avmnist_takes_what_a_split_holds(avmnist_dir, capsys):
     assert "avmnist val pairs: asked for 2000, the data hold 10" in capsys.readouterr().out
     with pytest.raises(ValueError, match="n=0; expected a positive integer"):
         load_dataset("avmnist", split="val", data_dir=avmnist_dir, n=0)
+
+
+def test_the_full_profile_runs_at_least_ten_seeds_everywhere():
+    from mmlearn_helpers import capstone
+    from mmlearn_helpers.settings import TABLE
+
+    full = {(nb, ds): {**entry["common"], **entry["full"]}
+            for nb, by_dataset in TABLE.items() for ds, entry in by_dataset.items()}
+    assert all(s["seeds"] >= 10 for s in full.values() if "seeds" in s), full
+    assert capstone.BUDGETS["full"]["seeds"] >= 10
+    assert all(s["seeds"] == 3 for nb, by_ds in TABLE.items() for s in
+               ({**e["common"], **e["fast"]} for e in by_ds.values()) if "seeds" in s)
