@@ -13,6 +13,7 @@ Settings are compared seed by seed with the collection's one rule, `metrics.comp
 
 from __future__ import annotations
 
+import functools
 import numbers
 import re
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,22 @@ def set_schedule(
                 on = on and bn_training
             layer.trainable = on
     return model
+
+
+def weight_counts(model: keras.layers.Layer) -> dict[str, int]:
+    """Numbers of trainable and frozen weights (scalars) of a model: {"trainable", "frozen"}.
+
+    What a freeze or unfreeze step changes, in numbers: print it before and after the step.
+    Frozen weights include BatchNorm's moving statistics, which no optimizer ever updates.
+    """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model or layer")
+
+    def count(weights) -> int:
+        return int(sum(int(np.prod(w.shape)) for w in weights))
+
+    return {"trainable": count(model.trainable_weights),
+            "frozen": count(model.non_trainable_weights)}
 
 
 def with_presence(x: dict, present: Mapping[str, np.ndarray] | None = None) -> dict:
@@ -361,7 +378,8 @@ class StagedModel:
     `pretrained_fusion_model` call); `bn_training` and `top_blocks` go to `set_schedule`.
     A "frozen" stage counted in steps trains `head_model` on features computed once: the same
     updates (up to the random draws of any dropout) at about a third of the time per step on a
-    2-core CPU, since the frozen encoders no longer run at every step.
+    2-core CPU, since the frozen encoders no longer run at every step; its validation scores
+    come from the same head on validation features computed once (the same numbers).
     """
 
     def __init__(self, build, *, bn_training: bool = False, top_blocks: int = 1):
@@ -425,8 +443,9 @@ class StagedModel:
             model = self.model(schedule)
             model.set_weights(weights)
 
-            def measure(done, i=i, schedule=schedule, lr=lr, model=model, before=done_before):
-                acc = evaluate(np.asarray(y_val), predict_proba(model, x_val))["accuracy"]
+            def measure(done, i=i, schedule=schedule, lr=lr, scorer=model, xv=x_val,
+                        before=done_before):
+                acc = evaluate(np.asarray(y_val), predict_proba(scorer, xv))["accuracy"]
                 rows.append({"stage": i + 1, "schedule": schedule, key: before + done,
                              "lr": float(lr), "val_accuracy": acc})
 
@@ -435,6 +454,8 @@ class StagedModel:
                 if schedule == "frozen" and schedule not in self.heads:
                     self.heads[schedule] = head_model(model)
                 head = self.heads.get(schedule) if schedule == "frozen" else None
+                if head is not None and x_val is not None:  # val features, computed once
+                    measure = functools.partial(measure, scorer=head, xv=features(model, x_val))
                 fit_steps(model if head is None else head,
                           x if head is None else features(model, x), y, steps=length, lr=lr,
                           seed=seed + 1000 * i, batch_size=batch_size, class_weight=class_weight,

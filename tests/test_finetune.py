@@ -225,3 +225,49 @@ def test_subset_scores():
     assert got["rare_f1"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="missing: \\[3\\]"):
         ft.subset_scores(y_true, y_pred, [0, 3])
+
+
+def test_weight_counts_follow_freezing(sources):
+    model = ft.pretrained_fusion_model(sources, seed=0)
+    head = model.get_layer("head")
+    counts = ft.weight_counts(model)
+    assert counts["trainable"] == head.kernel.shape[0] * 10 + 10
+    total = sum(counts.values())
+    assert total == model.count_params()
+    ft.set_schedule(model, "all")
+    unfrozen = ft.weight_counts(model)
+    assert sum(unfrozen.values()) == total and unfrozen["trainable"] > counts["trainable"]
+    # BatchNorm stays frozen by default: its 4 vectors per block are all still frozen
+    bns = [layer for e in ft.encoders(model).values() for layer in e.layers
+           if "_bn" in layer.name]
+    assert unfrozen["frozen"] == sum(layer.count_params() for layer in bns)
+    with pytest.raises(TypeError, match="model is a list"):
+        ft.weight_counts([])
+
+
+def test_a_longer_run_repeats_the_shorter_one_first(sources):
+    """A "stage 1 continued" control: the same seed gives the same first batches and updates."""
+    x, y = _data()
+    model = ft.pretrained_fusion_model(sources, seed=0)
+    start = model.get_weights()
+    short = fit_steps(model, x, y, steps=4, lr=1e-2, seed=3)
+    model.set_weights(start)
+    longer = fit_steps(model, x, y, steps=6, lr=1e-2, seed=3)
+    np.testing.assert_allclose(longer[:4], short, rtol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_frozen_stage_scores_validation_as_the_full_model(sources, masked):
+    from mmlearn_helpers.metrics import evaluate
+
+    x, y = _data()
+    x_val, y_val = _data(30, seed=1)
+    if masked:
+        x, x_val = ft.with_presence(x), ft.with_presence(x_val)
+    runner = ft.StagedModel(lambda: ft.pretrained_fusion_model(sources, masked=masked))
+    start = ft.pretrained_fusion_model(sources, masked=masked, seed=0).get_weights()
+    model, rows = runner.run(start, x, y, stages=[("frozen", 6, 1e-2)], seed=0, unit="steps",
+                             x_val=x_val, y_val=y_val, eval_every=3)
+    assert [r["step"] for r in rows] == [3, 6]
+    full = evaluate(y_val, predict_proba(model, x_val))["accuracy"]
+    assert rows[-1]["val_accuracy"] == full
