@@ -1,4 +1,5 @@
-"""Matplotlib figures for the notebooks: learning curves, confusion matrices, embeddings, bars.
+"""Matplotlib figures for the notebooks: learning curves, confusion matrices, embeddings, bars,
+and block diagrams of the fusion levels.
 
 Every function draws on `ax` when given (to compose panels), else on a new figure, and returns
 the Figure without showing it: call `plt.show()` in the notebook.
@@ -159,4 +160,67 @@ def bar_plot(
     ax.set_xticks(positions, labels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    return ax.figure
+
+
+
+FUSION_LEVELS = ("early", "intermediate", "late")
+_BLOCKS = ("conv block 1", "conv block 2", "conv block 3\n+ global pooling")
+_LEVEL_BLOCKS = {  # per-modality path, where the paths join, the joint part after the join
+    "early": (("conv block 1\n(maps flattened)",), "concatenate\nlow-level features",
+              ("dense + BN + ReLU\n(joint)", "softmax")),
+    "intermediate": (_BLOCKS, "concatenate\nrepresentations", ("dense + ReLU\n(joint)", "softmax")),
+    "late": ((*_BLOCKS, "softmax"), "combine probabilities:\nw p_image + (1 - w) p_audio\n"
+             "(sum rule) or product rule", ()),
+}
+_LEVEL_TITLES = {"early": "Early (feature-level) fusion", "intermediate": "Intermediate fusion",
+                 "late": "Late (decision-level) fusion"}
+
+
+def fusion_diagram(
+    level: str, *, ax: Axes | None = None, modalities: Sequence[str] = ("image", "audio")
+) -> Figure:
+    """Block diagram of one fusion level, top to bottom: each modality's path, the join, the rest.
+
+    `level` is "early" (one conv block per modality, the low-level feature maps concatenated,
+    the rest of the network joint), "intermediate" (a whole encoder per modality, the learned
+    representations concatenated, a joint hidden layer and head) or "late" (a whole classifier
+    per modality, class probabilities combined). Rows line up across levels, so three
+    diagrams side by side show how early each level joins. The join is gold, joint layers grey.
+    """
+    if level not in _LEVEL_BLOCKS:
+        raise ValueError(f"level={level!r} is not a fusion level; expected one of {FUSION_LEVELS}")
+    if isinstance(modalities, str) or len(modalities) < 2:
+        raise ValueError(f"modalities={modalities!r}; expected at least two names, e.g. "
+                         "('image', 'audio')")
+    path, join, joint = _LEVEL_BLOCKS[level]
+    ax = _axes(ax, (4.2, 5.2))
+    rows = np.linspace(0.95, 0.05, 8)  # the most any level needs: input, 3 blocks, join, 2, class
+    xs = np.linspace(0.2, 0.8, len(modalities))
+
+    def box(x, y, text, color):
+        return ax.text(x, y, text, ha="center", va="center", fontsize=7.5, zorder=2,
+                       bbox={"boxstyle": "round,pad=0.35", "fc": color, "ec": "0.35"})
+
+    def arrow(src, dst):
+        ax.annotate("", xy=(0.5, 1), xycoords=dst, xytext=(0.5, 0), textcoords=src,
+                    arrowprops={"arrowstyle": "->", "color": "0.3", "shrinkA": 1, "shrinkB": 1})
+
+    joined = box(0.5, rows[len(path) + 1], join, "gold")
+    for i, (m, x) in enumerate(zip(modalities, xs, strict=False)):
+        color = plt.cm.Pastel1(i)
+        prev = box(x, rows[0], f"{m} input", color)
+        for j, text in enumerate(path):
+            block = box(x, rows[j + 1], text, color)
+            arrow(prev, block)
+            prev = block
+        arrow(prev, joined)
+    prev = joined
+    for j, text in enumerate((*joint, "class")):
+        block = box(0.5, rows[len(path) + 2 + j], text, "white" if text == "class" else "0.88")
+        arrow(prev, block)
+        prev = block
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(_LEVEL_TITLES[level], fontsize=10)
+    ax.axis("off")
     return ax.figure

@@ -275,9 +275,18 @@ def plot_sweep(
     return fig
 
 
-LABELS = {"image_only": "image only", "audio_only": "audio only", "early": "early fusion",
-          "early_dropout": "early + modality dropout", "late_equal": "late, w = 0.5",
+LABELS = {"image_only": "image only", "audio_only": "audio only",
+          "early": "early (feature-level)", "intermediate": "intermediate",
+          "intermediate_dropout": "intermediate + modality dropout", "late_equal": "late, w = 0.5",
           "late_tuned": "late, w tuned on val", "late_product": "late, product rule"}
+# ways to cope with a missing modality: `missing_<modality>_<way>` keys of fusion.missing_probs
+MISSING_WAYS = {"late": "late: fall back to the present modality",
+                "early": "early: zeros for the missing features",
+                "early_mean": "early: training-mean features",
+                "early_dropout": "early trained with modality dropout, zeros",
+                "intermediate": "intermediate: zeros for the missing features",
+                "intermediate_mean": "intermediate: training-mean features",
+                "intermediate_dropout": "intermediate trained with modality dropout, zeros"}
 
 
 def plot_robustness(rows: Sequence[dict], defaults: Mapping[str, float]) -> plt.Figure:
@@ -308,11 +317,11 @@ def plot_robustness(rows: Sequence[dict], defaults: Mapping[str, float]) -> plt.
 
 
 def plot_missing(summary: Mapping[str, float]) -> plt.Figure:
-    """Test accuracy with one modality missing, per way of coping (summarize_runs output)."""
-    ways = [("late", "late: fall back to the present modality"),
-            ("early", "early: zeros for the missing features"),
-            ("early_mean", "early: training-mean features"),
-            ("early_dropout", "early trained with modality dropout, zeros")]
+    """Test accuracy with one modality missing, per way of coping (summarize_runs output).
+
+    Draws each way of `MISSING_WAYS` whose `missing_audio_<way>` key is in `summary`.
+    """
+    ways = [(w, label) for w, label in MISSING_WAYS.items() if f"missing_audio_{w}" in summary]
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     width = 0.8 / len(ways)
     for i, (way, label) in enumerate(ways):

@@ -1,4 +1,5 @@
-"""Late-fusion rules, the weight sweep, modality dropout and early-fusion models."""
+"""Late-fusion rules, the weight sweep, modality dropout, the three fusion levels' models, and
+choosing among methods on validation."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,15 @@ from mmlearn_helpers.data import Dataset
 from mmlearn_helpers.fusion import (
     ModalityDropout,
     best_weight,
+    build_fusion_models,
+    choose_on_val,
+    compare_methods,
     early_fusion_model,
+    feature_fusion_model,
+    intermediate_fusion_model,
     late_fusion,
     late_fusion_missing,
+    per_seed,
     predict_early,
     product_fusion,
     robustness_rows,
@@ -17,6 +24,7 @@ from mmlearn_helpers.fusion import (
     summarize_runs,
     sweep,
     sweep_curves,
+    train_fusion_models,
 )
 
 P_IMG = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.4, 0.4, 0.2]])
@@ -246,23 +254,212 @@ def test_run_seed_on_avmnist_shaped_data_end_to_end(tiny_mnist_like):
     for seed in (0, 1):
         run = run_seed(load, seed, image_noise=0.5, snr_db=0.0, epochs=1, ws=[0, 0.5, 1],
                        snr_levels=[-5.0], noise_levels=[0.8], filters=(4, 8),
-                       pool={"audio": 2}, reuse=models, batch_size=20)
+                       pool={"audio": 2}, reuse=models, batch_size=20, snr_val=seed == 0)
         assert models is None or run["models"] is models  # reused, not rebuilt
         models = run["models"]
         runs.append(run)
     assert ("val", 1, 0.5, 0.0) in calls and ("test", 0, 0.8, 0.0) in calls
-    assert ("test", 0, 0.5, -5.0) in calls
+    assert ("test", 0, 0.5, -5.0) in calls and ("test", 1, 0.5, -5.0) in calls
+    assert ("val", 0, 0.5, -5.0) in calls and ("val", 1, 0.5, -5.0) not in calls  # snr_val
+    assert set(runs[1]["shifted"][("snr_db", -5.0)]) == {"test"}
     assert runs[0]["best_w"] in (0, 0.5, 1)
     summary = summarize_runs(runs)
-    for key in ("image_only", "audio_only", "early", "late_equal", "late_tuned", "best_w",
-                "late_product", "missing_audio_early", "missing_audio_late",
-                "missing_image_early", "missing_image_late", "missing_image_early_dropout"):
+    methods = ("image_only", "audio_only", "early", "intermediate", "intermediate_dropout",
+               "late_equal", "late_tuned", "late_product")
+    for key in (*methods, *(f"val_{m}" for m in methods), "best_w", "missing_audio_early",
+                "missing_audio_late", "missing_image_early", "missing_image_late",
+                "missing_image_intermediate", "missing_image_intermediate_mean",
+                "missing_image_intermediate_dropout"):
         assert key in summary and f"{key}_std" in summary
         assert 0 <= summary[key] <= 1
     assert summary["missing_audio_late"] == summary["image_only"]
+    assert choose_on_val(summary, methods) in methods
+    assert compare_methods(runs, "early", "late_tuned")["n"] == 2
     assert sweep_curves(runs, "val").shape == (2, 3)
     rows = robustness_rows(runs)
     assert {(r["kind"], r["level"]) for r in rows} == {("snr_db", -5.0), ("image_noise", 0.8),
                                                         ("snr_db", 0.0), ("image_noise", 0.5)}
     at_default = [r for r in rows if r["level"] == 0.0 and r["method"] == "early"]
     assert at_default[0]["accuracy"] == pytest.approx(summary["early"])
+
+
+def test_intermediate_fusion_has_a_joint_hidden_layer_and_a_linear_head_is_a_product_of_experts():
+    """With hidden=() the head adds per-modality logits: its softmax is the normalized product
+    of one softmax per modality (a product of experts); joint0 is what can mix the modalities."""
+    import keras
+
+    shapes = {"image": (8, 8, 1), "audio": (8, 10, 1)}
+    model = intermediate_fusion_model(shapes, 4, filters=(4, 8), hidden=(16,), dropout=0.2)
+    names = [layer.name for layer in model.layers]
+    assert names.index("fused_features") < names.index("joint0") < names.index("head")
+    assert model.get_layer("joint0").units == 16 and "dropout" in names
+    linear = intermediate_fusion_model(shapes, 4, filters=(4, 8), hidden=())
+    assert not any(n.startswith("joint") for n in (layer.name for layer in linear.layers))
+    legacy = early_fusion_model(shapes, 4, filters=(4, 8))
+    assert [layer.name for layer in legacy.layers] == [layer.name for layer in linear.layers]
+    rng = np.random.default_rng(0)
+    x = {"image": rng.random((6, 8, 8, 1), "float32"),
+         "audio": rng.random((6, 8, 10, 1), "float32")}
+    feats = {m: keras.ops.convert_to_numpy(linear.get_layer(f"{m}_encoder")(x[m])) for m in x}
+    kernel, bias = (keras.ops.convert_to_numpy(v) for v in linear.get_layer("head").weights)
+    logits_audio = feats["audio"] @ kernel[:8]  # features are joined audio first (sorted)
+    logits_image = feats["image"] @ kernel[8:] + bias
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    experts = softmax(logits_audio) * softmax(logits_image)
+    np.testing.assert_allclose(predict_early(linear, x), experts / experts.sum(1, keepdims=True),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="hidden="):
+        intermediate_fusion_model(shapes, hidden=(0,))
+    with pytest.raises(ValueError, match="dropout="):
+        intermediate_fusion_model(shapes, dropout=1.0)
+
+
+def test_feature_fusion_joins_one_conv_block_per_modality(tiny_mnist_like):
+    x, _ = tiny_mnist_like
+    model = feature_fusion_model({"image": (28, 28, 1), "audio": (32, 40, 1)}, stem_filters=4,
+                                 hidden=(8,), pool={"audio": 2})
+    for m, flat in (("image", 14 * 14 * 4), ("audio", 8 * 10 * 4)):
+        stem = model.get_layer(f"{m}_encoder")
+        convs = [la for la in stem._flatten_layers() if la.__class__.__name__ == "Conv2D"]
+        assert len(convs) == 1 and stem.outputs[0].shape[-1] == flat  # one block, maps flattened
+    assert {"joint0", "joint0_bn", "head"} <= {layer.name for layer in model.layers}
+    probs = predict_early(model, x)
+    assert probs.shape == (40, 10)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="stem_filters"):
+        feature_fusion_model({"image": (8, 8, 1), "audio": (8, 8, 1)}, stem_filters=0)
+
+
+@pytest.mark.parametrize("builder", [intermediate_fusion_model, feature_fusion_model])
+def test_predict_early_runs_the_joint_layers_after_the_filled_features(builder):
+    import keras
+
+    shapes = {"image": (8, 8, 1), "audio": (8, 10, 1)}
+    rng = np.random.default_rng(1)
+    x = {"image": rng.random((12, 8, 8, 1), "float32"),
+         "audio": rng.random((12, 8, 10, 1), "float32")}
+    model = builder(shapes, 3, hidden=(5,), dropout=0.5)
+    feats_img = keras.ops.convert_to_numpy(model.get_layer("image_encoder")(x["image"]))
+    n_audio = model.get_layer("audio_encoder").outputs[0].shape[-1]
+    h = model.get_layer("joint0")(np.concatenate([np.zeros((12, n_audio), "float32"), feats_img],
+                                                 axis=1))  # audio first: sorted order
+    if builder is feature_fusion_model:  # Dense, BatchNorm (moving statistics), ReLU
+        h = model.get_layer("joint0_relu")(model.get_layer("joint0_bn")(h, training=False))
+    expected = keras.ops.convert_to_numpy(model.get_layer("head")(h))  # dropout: off in inference
+    got = predict_early(model, {"image": x["image"]}, missing="audio")
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_training_together_equals_one_fit_per_model():
+    """The bundle step gives each model its own loss's gradients and Adam state, on the batches
+    `training.fit` would draw: the same weights as separate fits (models without random layers)."""
+    from mmlearn_helpers.training import fit, predict_proba
+
+    rng = np.random.default_rng(2)
+    x = {"image": rng.random((50, 8, 8, 1), "float32"),
+         "audio": rng.random((50, 8, 10, 1), "float32")}
+    y = np.arange(50) % 3
+    options = {"filters": (4, 8), "hidden": (6,), "n_classes": 3, "modality_dropout": 0.5}
+    together = train_fusion_models(x, y, seed=3, epochs=2, lr=1e-2, batch_size=16, **options)
+    apart = build_fusion_models({m: v.shape[1:] for m, v in x.items()}, seed=3, **options)
+    for key in ("image", "audio", "early", "intermediate"):
+        fit(apart[key], x[key] if key in x else x, y, epochs=2, lr=1e-2, seed=3, batch_size=16)
+        inputs = x[key] if key in x else x
+        np.testing.assert_allclose(predict_proba(together[key], inputs),
+                                   predict_proba(apart[key], inputs), atol=1e-4, err_msg=key)
+    # training again (reuse) re-initializes from the seed: the same models come out
+    again = train_fusion_models(x, y, seed=3, epochs=2, lr=1e-2, batch_size=16,
+                                reuse=together, **options)
+    assert again is together
+    np.testing.assert_allclose(predict_proba(again["early"], x), predict_proba(apart["early"], x),
+                               atol=1e-4)
+
+
+def fake_runs(val_acc: dict, test_acc: dict, seeds: int = 3, n: int = 200) -> list[dict]:
+    """run_seed-like results whose methods reach about the given accuracies on val and test."""
+    runs = []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        run = {"seed": seed, "best_w": 0.5, "shifted": {},
+               "defaults": {"snr_db": 0.0, "image_noise": 0.5}}
+        for split, accs in (("val", val_acc), ("test", test_acc)):
+            y = rng.integers(0, 10, n)
+            run[f"y_{split}"] = y
+            run[split] = {}
+            for method, acc in accs.items():
+                pred = np.where(rng.random(n) < acc, y, (y + 1) % 10)
+                run[split][method] = np.eye(10)[pred] * 0.9 + 0.01
+        runs.append(run)
+    return runs
+
+
+def test_choose_on_val_never_reads_the_test_labels():
+    # "b" is best on validation, "c" on test: the choice is "b", whatever the test labels say
+    runs = fake_runs({"a": 0.6, "b": 0.8, "c": 0.7}, {"a": 0.6, "b": 0.65, "c": 0.9})
+    summary = summarize_runs(runs)
+    assert max(("a", "b", "c"), key=summary.get) == "c"  # what picking on test would do
+    assert choose_on_val(summary, ["a", "b", "c"]) == "b" == choose_on_val(runs, ["a", "b", "c"])
+    shuffled = fake_runs({"a": 0.6, "b": 0.8, "c": 0.7}, {"a": 0.6, "b": 0.65, "c": 0.9})
+    for run in shuffled:
+        run["y_test"] = np.random.default_rng(9).permutation(run["y_test"])
+    changed = summarize_runs(shuffled)
+    assert changed["c"] != summary["c"]  # the test scores moved ...
+    assert choose_on_val(changed, ["a", "b", "c"]) == "b"
+    assert choose_on_val(shuffled, ["a", "b", "c"]) == "b"
+    assert choose_on_val(summary, ["c", "a"]) == "c"  # ... the choice only follows validation
+    tied = fake_runs({"a": 0.7, "b": 0.7}, {"a": 0.5, "b": 0.9})
+    for run in tied:
+        run["val"]["b"] = run["val"]["a"]
+    assert choose_on_val(tied, ["a", "b"]) == "a"  # ties: the first listed
+    with pytest.raises(ValueError, match=r"candidates \['d'\]"):
+        choose_on_val(summary, ["a", "d"])
+    with pytest.raises(ValueError, match="candidates="):
+        choose_on_val(summary, [])
+    with pytest.raises(TypeError, match="summary_or_runs"):
+        choose_on_val(42, ["a"])
+
+
+def test_per_seed_and_compare_methods_pair_the_seeds():
+    runs = fake_runs({"a": 0.5, "b": 0.5}, {"a": 0.9, "b": 0.5}, seeds=4)
+    a, b = per_seed(runs, "a"), per_seed(runs, "b")
+    assert a.shape == (4,) and (a > b).all()
+    result = compare_methods(runs, "a", "b")
+    assert result["n"] == 4 and result["diff"] == pytest.approx((a - b).mean())
+    assert result["verdict"] == "better" and result["low"] > 0
+    assert compare_methods(runs, "b", "a")["verdict"] == "worse"
+    for run in runs:  # a degraded test copy: "a" loses its lead there
+        run["shifted"][("snr_db", -5.0)] = {"test": dict(run["test"], y=run["y_test"],
+                                                         a=run["test"]["b"])}
+    assert compare_methods(runs, "a", "b", shifted=("snr_db", -5.0))["diff"] == 0
+    np.testing.assert_array_equal(per_seed(runs, "a", shifted=("snr_db", 0.0)), a)
+    with pytest.raises(ValueError, match="shifted="):
+        per_seed(runs, "a", shifted=("snr_db", -9.0))
+    with pytest.raises(ValueError, match="method='z'"):
+        per_seed(runs, "z")
+    with pytest.raises(ValueError, match="split="):
+        per_seed(runs, "a", split="train")
+
+
+@pytest.mark.parametrize("level", ["early", "intermediate", "late"])
+def test_fusion_diagram_draws_where_the_paths_join(level):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from mmlearn_helpers.plots import fusion_diagram
+
+    fig = fusion_diagram(level)
+    ax = fig.axes[0]
+    boxes = [t for t in ax.texts if t.get_bbox_patch() is not None]  # not the arrows
+    texts = [t.get_text() for t in boxes]
+    assert "image input" in texts and "audio input" in texts and "class" in texts
+    gold = [t for t in boxes if t.get_bbox_patch().get_facecolor() == to_rgba("gold")]
+    assert len(gold) == 1  # one join
+    assert ("combine" in gold[0].get_text()) == (level == "late")
+    assert level.split()[0] in ax.get_title().lower()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="level='mid'"):
+        fusion_diagram("mid")
