@@ -38,6 +38,8 @@ def learning_curve_plot(
 ) -> Figure:
     """Mean `metric` vs labels per class k, one line per method, error bars = std over seeds.
 
+    A "zero_shot" method (no target label, the same at every k) is drawn dashed, as a reference.
+
     `summary` is the output of `metrics.summarize` (keys method, k, metric and metric_std);
     `chance` draws a dotted line at that level (e.g. 0.1 for ten balanced classes).
     """
@@ -49,8 +51,9 @@ def learning_curve_plot(
     ax = _axes(ax, (5.5, 3.8))
     for method in dict.fromkeys(row["method"] for row in summary):
         rows = sorted((r for r in summary if r["method"] == method), key=lambda r: r["k"])
+        style = {"linestyle": "--", "marker": None} if method == "zero_shot" else {"marker": "o"}
         ax.errorbar([r["k"] for r in rows], [r[metric] for r in rows],
-                    yerr=[r[f"{metric}_std"] for r in rows], marker="o", capsize=4, label=method)
+                    yerr=[r[f"{metric}_std"] for r in rows], capsize=4, label=method, **style)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle=":", label="chance")
     ks = sorted({r["k"] for r in summary})

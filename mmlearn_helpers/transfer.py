@@ -1,10 +1,13 @@
 """Parameter transfer: pretrained source models (cached), weight copying, freezing, few-shot runs.
 
-The three ways to use a source model on a target with k labels per class:
+The three ways to use a source model on a target with k labels per class, for any target classes:
 - "scratch": the same architecture with fresh random weights, trained on the k-shot set;
 - "frozen": the source encoder kept fixed, a new linear head fitted on its features;
 - "finetuned": the frozen recipe first, then every layer trained at a low learning rate, with
   BatchNormalization kept in inference mode (the Keras transfer-learning recipe).
+Two more when the target has the source's classes (the same labels, meaning the same things):
+- "zero_shot": the source model as it is, its own head included; no target label used;
+- "source_head": "finetuned", but starting from the source's own head instead of a new one.
 The new head is a multinomial logistic regression fitted with scikit-learn on the encoder's
 features and written into the Keras head: with 1-20 labels per class a Keras head trained by
 gradient descent stayed badly under-fitted, while the convex fit converges every time.
@@ -32,7 +35,9 @@ from .metrics import evaluate, summarize
 from .models import HEAD, classifier, conv_encoder, encoder_of
 from .training import _walk, check_inputs, check_labels, fit, predict_proba
 
-METHODS = ("scratch", "frozen", "finetuned")
+NEW_HEAD_METHODS = ("scratch", "frozen", "finetuned")  # any target classes
+SOURCE_HEAD_METHODS = ("zero_shot", "source_head")  # only a target with the source's classes
+METHODS = NEW_HEAD_METHODS + SOURCE_HEAD_METHODS
 # Source data set -> the modality its models read.
 SOURCES = {"printed_digits": "image", "spoken_digits": "audio"}
 PROFILES = ("fast", "full")
@@ -260,8 +265,10 @@ def transfer_model(
 
     "scratch": fresh weights (drawn with `seed`); "frozen": the source encoder's weights, not
     trainable; "finetuned": the source encoder's weights with BatchNormalization frozen (inference
-    mode) and every other layer trainable - train it at a low learning rate. The head is always
-    new (random; see `fit_linear_head`). `input_shape` may differ from the source's (e.g. 28x28
+    mode) and every other layer trainable - train it at a low learning rate. Their head is new
+    (random; see `fit_linear_head`). "zero_shot" and "source_head" are "frozen" and "finetuned"
+    with the source's own head copied in; they keep the source's classes, so `n_classes` must be
+    None or the source's. `input_shape` may differ from the source's (e.g. 28x28
     MNIST from an 8x8 source): convolution weights do not depend on the image size.
     """
     method = _check_method(method)
@@ -281,13 +288,19 @@ def transfer_model(
             new_encoder = keras.models.clone_model(
                 encoder, input_tensors=keras.Input(shape, name=f"{encoder.name}_input")
             )
-    n_out = int(source_model.outputs[0].shape[-1]) if n_classes is None else n_classes
+    source_classes = int(source_model.outputs[0].shape[-1])
+    if method in SOURCE_HEAD_METHODS and n_classes not in (None, source_classes):
+        raise ValueError(f"n_classes={n_classes!r} with method={method!r}: the source's head "
+                         f"predicts {source_classes} classes; leave n_classes=None")
+    n_out = source_classes if n_classes is None else n_classes
     model = classifier(new_encoder, n_out, dropout=dropout, name=f"{method}_classifier")
     if method != "scratch":
         copy_weights(encoder, new_encoder)
-    if method == "frozen":
+    if method in SOURCE_HEAD_METHODS:
+        copy_weights(source_model, model, [HEAD])
+    if method in ("frozen", "zero_shot"):
         freeze(new_encoder)
-    if method == "finetuned":
+    if method in ("finetuned", "source_head"):
         for layer in _walk(new_encoder):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
@@ -523,7 +536,7 @@ def learning_curve(
     *,
     ks: Sequence[int] = (1, 5, 20),
     seeds: Sequence[int] = (0, 1, 2),
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = NEW_HEAD_METHODS,
     steps: int = 100,
     epochs: int = 30,
     lr: float = 1e-2,
@@ -543,6 +556,9 @@ def learning_curve(
     steps, larger ones many passes); "frozen" fits a logistic regression head (`C`) on the source
     encoder's features; "finetuned" starts from that frozen model and trains every layer but
     BatchNormalization for about `finetune_steps` batches (at least one pass) at `finetune_lr`.
+    Where the target has the source's classes, `methods` may add "zero_shot" (the source's own
+    head on the test split: the same for every k) and "source_head" (fine-tuned like "finetuned",
+    starting from the source's own head instead of the fitted new one).
     Each method's Keras model is built and compiled once per architecture and input shape (also
     across calls) and reset between runs, which keeps a learning curve fast on a CPU.
     Returns (rows: one dict per method, k and seed, with `correct`, the per-test-example hits;
@@ -571,20 +587,24 @@ def learning_curve(
     shape = x_train.shape[1:]
 
     frozen = transfer_model("frozen", source_model, input_shape=shape, seed=seeds[0])
+    if set(SOURCE_HEAD_METHODS) & set(methods):  # the source's head must fit the target's input
+        copy_weights(source_model, frozen, [HEAD])
     if "scratch" in methods:
         scratch = _runner("scratch", source_model, shape)
-    if "finetuned" in methods:
+    fine_tuning = {"finetuned", "source_head"} & set(methods)
+    if fine_tuning:
         tuned = _runner("finetuned", source_model, shape)
-    from_source: dict[int, tuple] = {}  # per seed: the source's features and fine-tuning start
+    from_source: dict[int, tuple] = {}  # per seed: features, fine-tuning start, source head
 
     def source_start(seed: int) -> tuple:
         if seed not in from_source:
             copy_weights(encoder_of(sources[seed]), encoder_of(frozen))
             start = None
-            if "finetuned" in methods:
+            if fine_tuning:
                 copy_weights(encoder_of(sources[seed]), encoder_of(tuned))
                 start = tuned.get_weights()
-            from_source[seed] = (features(frozen, x_train), features(frozen, x_test), start)
+            from_source[seed] = (features(frozen, x_train), features(frozen, x_test), start,
+                                 sources[seed].get_layer(HEAD).get_weights())
         return from_source[seed]
 
     initial: dict[int, list] = {}  # fresh "scratch" weights per seed, the same for every k
@@ -608,14 +628,17 @@ def learning_curve(
                         batch_size=batch_size)
                     scores = predict_proba(scratch, x_test)
                 else:
-                    feats_train, feats_test, start = source_start(seed)
-                    if head is None:
+                    feats_train, feats_test, start, source_head = source_start(seed)
+                    if head is None and method in ("frozen", "finetuned"):
                         head = logistic_head(feats_train[idx], y_k, n_classes, C)
                     if method == "frozen":
                         scores = feats_test @ head[0] + head[1]
+                    elif method == "zero_shot":
+                        scores = feats_test @ source_head[0] + source_head[1]
                     else:
                         tuned.set_weights(start)
-                        tuned.get_layer(HEAD).set_weights(list(head))
+                        first = head if method == "finetuned" else source_head
+                        tuned.get_layer(HEAD).set_weights(list(first))
                         fit(tuned, x_k, y_k, epochs=_passes(finetune_steps, batch_size, len(idx)),
                             lr=finetune_lr, seed=seed, batch_size=batch_size)
                         scores = predict_proba(tuned, x_test)

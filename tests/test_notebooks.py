@@ -21,7 +21,9 @@ REQUIRED_PARAMETERS = ("profile", "seed", "dataset", "data_dir", "results_dir")
 REQUIRED_KEYS = {
     "00_setup_and_data": ["gpus", "replicas"],
     "01_parameter_transfer": [f"{m}_k5_{how}" for m in ("image", "audio", "audio_newvoices")
-                              for how in ("scratch", "frozen", "finetuned")],
+                              for how in ("scratch", "frozen", "finetuned")]
+                             + [f"{m}_k5_{how}" for m in ("image", "audio_newvoices")
+                                for how in ("zero_shot", "source_head")],
     "02_feature_transfer": ["probe_image", "probe_audio", "probe_concat", "raw_image",
                             "raw_audio", "crossmodal_student", "audio_supervised"],
     "03_structure_transfer": ["audio_k5_structure_only", "audio_k5_same_modality_weights",

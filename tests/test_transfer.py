@@ -14,7 +14,7 @@ from mmlearn_helpers.data import load_dataset
 from mmlearn_helpers.models import classifier, conv_encoder, encoder_of
 from mmlearn_helpers.training import fit, predict_proba
 from mmlearn_helpers.transfer import (
-    METHODS,
+    NEW_HEAD_METHODS,
     cached_model,
     copy_weights,
     features,
@@ -130,7 +130,7 @@ def test_few_shot_refuses_k_larger_than_a_class():
 
 
 def test_transfer_model_methods(source):
-    with pytest.raises(ValueError, match=r"method='frozn'.*\('scratch', 'frozen', 'finetuned'\)"):
+    with pytest.raises(ValueError, match=r"method='frozn'.*\('scratch', 'frozen', 'finetuned', "):
         transfer_model("frozn", source)
     src_enc = encoder_of(source)
     scratch = encoder_of(transfer_model("scratch", source, seed=0))
@@ -146,6 +146,50 @@ def test_transfer_model_methods(source):
     big = transfer_model("frozen", source, input_shape=(28, 28, 1), n_classes=3)
     assert big.outputs[0].shape[1:] == (3,)
     assert predict_proba(big, np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 3)
+
+
+def test_source_head_methods_keep_the_source_classifier(source, digits):
+    x, _ = digits
+    zero_shot, tuned = transfer_model("zero_shot", source), transfer_model("source_head", source)
+    np.testing.assert_allclose(predict_proba(zero_shot, x[1500:]), predict_proba(source, x[1500:]),
+                               atol=1e-6)
+    np.testing.assert_array_equal(tuned.get_layer("head").get_weights()[0],
+                                  source.get_layer("head").get_weights()[0])
+    assert not encoder_of(zero_shot).trainable
+    assert tuned.get_layer("head").trainable
+    assert not encoder_of(tuned).get_layer("block0_bn").trainable
+    with pytest.raises(ValueError, match="n_classes=3 with method='source_head'.*10 classes"):
+        transfer_model("source_head", source, n_classes=3)
+
+
+def test_learning_curve_fine_tunes_from_the_source_head(source, digits):
+    """zero_shot is the source as it is, at every k; source_head starts there and then trains."""
+    x, y = digits
+    args = (x[900:1400], y[900:1400], x[1400:], y[1400:])
+    opts = {"ks": (1, 3), "seeds": (0, 1), "finetune_steps": 10, "verbose": False,
+            "methods": ("zero_shot", "source_head")}
+    rows, summary = learning_curve(source, *args, **opts)
+    again, _ = learning_curve(source, *args, **opts)
+    assert [r["accuracy"] for r in rows] == [r["accuracy"] for r in again]
+    source_acc = float(np.mean(predict_proba(source, x[1400:]).argmax(1) == y[1400:]))
+    assert [r["accuracy"] for r in rows if r["method"] == "zero_shot"] == pytest.approx(
+        [source_acc] * 4)
+    still, _ = learning_curve(source, *args, **{**opts, "finetune_lr": 1e-12})
+    assert all(r["accuracy"] == pytest.approx(source_acc) for r in still)  # the start is the source
+    moved = [r["accuracy"] for r in rows if r["method"] == "source_head"]
+    assert moved != pytest.approx([source_acc] * 4)  # and the fine-tuning changes it
+    assert [(r["method"], r["k"]) for r in summary] == [
+        ("zero_shot", 1), ("source_head", 1), ("zero_shot", 3), ("source_head", 3)]
+
+
+def test_learning_curve_refuses_a_source_head_that_does_not_fit(digits):
+    x, y = digits
+    keras.utils.set_random_seed(0)
+    flat = classifier(conv_encoder((8, 8, 1), (4,), pooling="flatten"))
+    big = np.zeros((40, 12, 12, 1), np.float32)
+    with pytest.raises(ValueError, match="layer 'head'"):
+        learning_curve(flat, big, y[:40], big[:20], y[:20], ks=(1,), methods=("source_head",),
+                       verbose=False)
 
 
 def test_fit_linear_head_matches_scikit_learn(source, digits):
@@ -169,7 +213,7 @@ def test_transferred_beats_scratch_on_a_fixed_small_case(source, digits):
     rows, summary = learning_curve(source, x[900:1400], y[900:1400], x[1400:], y[1400:],
                                    ks=(2,), seeds=(0, 1), steps=60, finetune_steps=20,
                                    verbose=False)
-    assert len(rows) == len(METHODS) * 2
+    assert len(rows) == len(NEW_HEAD_METHODS) * 2
     acc = {row["method"]: row["accuracy"] for row in summary}
     assert acc["frozen"] > acc["scratch"] + 0.15
     assert acc["finetuned"] > acc["scratch"] + 0.15
@@ -337,7 +381,7 @@ def test_real_speech_path_runs_end_to_end_on_tiny_fixtures(avmnist_dir, source):
     audio_source = classifier(conv_encoder(a_train.shape[1:], (4, 8), pooling="flatten"))
     rows, summary = learning_curve(audio_source, a_train, a_y, a_test, a_y_test, ks=(2,),
                                    seeds=(0, 1), verbose=False, **budget)
-    assert {r["method"] for r in summary} == set(METHODS)
+    assert {r["method"] for r in summary} == set(NEW_HEAD_METHODS)
     assert all(0 <= r["accuracy"] <= 1 for r in rows)
 
 
