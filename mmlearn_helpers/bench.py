@@ -1,7 +1,8 @@
 """Speed and memory of the operations the notebooks lean on: `make bench` (numbers, not tests).
 
     python -m mmlearn_helpers.bench               # helpers only, about a minute
-    python -m mmlearn_helpers.bench --notebooks   # also every notebook, fast profile
+    python -m mmlearn_helpers.bench --notebooks   # also every notebook alone, fast profile: its
+                                                  # seconds, where they went, its peak memory
     python -m mmlearn_helpers.bench --dataset avmnist --data-dir DIR   # + the real-data benchmark
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -89,6 +91,49 @@ def avmnist_measurements(data_dir: str | None, profile: str = "fast") -> dict:
     }
 
 
+def _run_alone(stem: str, out_dir: str) -> tuple[float, float, bool]:
+    """Run one notebook in its own runner process: (seconds, peak RSS in MiB of the runner or its
+    kernel, whichever is larger: os.wait4 reports the child's and its descendants' peak), ok."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "mmlearn_helpers.run", stem, "--out", out_dir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if hasattr(os, "wait4"):
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode, peak_kb = os.waitstatus_to_exitcode(status), usage.ru_maxrss
+    else:  # no per-child usage: the largest child so far
+        proc.wait()
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return time.perf_counter() - start, peak_kb / 1024, proc.returncode == 0
+
+
+def cell_seconds(executed: Path) -> list[tuple[float, str]]:
+    """(seconds, first line) of every code cell of a papermill-executed notebook."""
+    import nbformat
+
+    cells = nbformat.read(executed, as_version=4).cells
+    return [(float(c.metadata.get("papermill", {}).get("duration") or 0.0),
+             (c.source.strip().splitlines() or [""])[0][:60])
+            for c in cells if c.cell_type == "code"]
+
+
+def notebook_measurements(stem: str) -> dict:
+    """One notebook, fast profile, alone: total seconds, where they went, peak memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds, peak_mib, ok = _run_alone(stem, tmp)
+        cells = cell_seconds(Path(tmp) / f"{stem}.ipynb")
+    in_cells = sum(secs for secs, _ in cells)
+    imports = sum(secs for secs, line in cells if line.startswith(("import ", "from ")))
+    slowest = sorted(cells, reverse=True)[:2]
+    tag = f"notebook {stem} (fast{'' if ok else ', FAILED'})"
+    out = {tag: (seconds, "s"),
+           f"  {stem}: process and kernel start, papermill": (seconds - in_cells, "s"),
+           f"  {stem}: cells that start with imports": (imports, "s")}
+    for secs, line in slowest:
+        out[f"  {stem}: cell `{line}`"] = (secs, "s")
+    out[f"  {stem}: peak resident memory (kernel)"] = (peak_mib, "MiB")
+    return out
+
+
 def measure(notebooks: bool = False) -> dict:
     """Run every measurement; return {name: (value, unit)}."""
     from .data import load_dataset
@@ -114,12 +159,14 @@ def measure(notebooks: bool = False) -> dict:
     out[f"audio CNN 16/32/32, one epoch of {len(y)} clips"] = (secs, "s")
     out["audio CNN trainable parameters"] = (float(model.count_params()), "")
     if notebooks:
-        from .run import find_notebooks, run_notebook
+        from .run import find_notebooks
 
-        with tempfile.TemporaryDirectory() as tmp:
-            for path in find_notebooks():
-                rec = run_notebook(path, Path(tmp), "fast")
-                out[f"notebook {path.stem} (fast, {rec['status']})"] = (rec["seconds"], "s")
+        total = 0.0
+        for path in find_notebooks():
+            found = notebook_measurements(path.stem)
+            total += next(iter(found.values()))[0]
+            out |= found
+        out["notebooks, fast profile, one after another"] = (total, "s")
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     out["peak resident memory"] = (peak_kb / 1024, "MiB")
