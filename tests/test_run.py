@@ -86,3 +86,18 @@ def test_a_run_prints_no_kernel_warning(tmp_path, capfd):
     assert sorted(p.name for p in folder.iterdir()) == ["01_one.ipynb"]  # no sockets left here
     executed = nbformat.read(tmp_path / "out" / "01_one.ipynb", as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "42\n"
+
+
+def test_jobs_run_notebooks_side_by_side_and_report_in_reading_order(books, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run.main(["--notebooks-dir", str(books), "--out", str(out), "--jobs", "2"])
+    captured = capsys.readouterr()
+    assert code == 1  # 02_broken still fails the run
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["notebook"], r["status"]) for r in summary] == [("01_fine", "ok"),
+                                                               ("02_broken", "failed")]
+    assert summary[0]["metrics"] == {"accuracy": 0.75}
+    assert "2 at a time" in captured.out
+    with pytest.raises(SystemExit):
+        run.main(["--notebooks-dir", str(books), "--out", str(out), "--jobs", "0"])
+    assert "--jobs 0; expected a positive number" in capsys.readouterr().err
