@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 
 from . import crossmodal, features, fusion, metrics, transfer
 from . import finetune as ft
+from .checks import check_float, check_int, check_rate
 from .data import Dataset
 from .metrics import evaluate, summarize
 from .models import HEAD, classifier, count_params
@@ -77,13 +77,6 @@ SUMMARY_METRICS = ("accuracy", "macro_recall", "macro_f1")
 # Saved per method as `<method>_<key>`.
 SAVED = ("accuracy", "accuracy_std", "macro_recall", "macro_recall_std", "macro_f1",
          "macro_f1_std", "seconds", "params", "steps")
-def _check_int(value: object, name: str, low: int) -> int:
-    """`value` as an int >= low; a bool or anything else raises ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}={value!r} should be an int >= {low}")
-    return int(value)
-
-
 def check_budget(budget: object) -> dict:
     """A copy of `budget` (see BUDGETS) with every key present and each value in range."""
     if not isinstance(budget, Mapping):
@@ -93,24 +86,21 @@ def check_budget(budget: object) -> dict:
     if set(budget) != want:
         raise ValueError(f"budget has keys {sorted(budget)}; expected exactly {sorted(want)} "
                          "(see capstone.BUDGETS)")
-    out: dict = {key: _check_int(budget[key], f"budget[{key!r}]", 1) for key in _INTS}
+    out: dict = {key: check_int(budget[key], f"budget[{key!r}]", low=1) for key in _INTS}
     for key in _RATES:
-        value = budget[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-            raise ValueError(f"budget[{key!r}]={value!r} should be a learning rate in (0, 1)")
-        out[key] = float(value)
+        out[key] = check_rate(budget[key], f"budget[{key!r}]")
     return out
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches in one pass over n examples, the last one topped up to a full batch."""
-    n, batch_size = _check_int(n, "n", 1), _check_int(batch_size, "batch_size", 1)
+    n, batch_size = check_int(n, "n", low=1), check_int(batch_size, "batch_size", low=1)
     return math.ceil(n / min(batch_size, n))
 
 
 def epochs_for(steps: int, n: int, batch_size: int) -> int:
     """Whole passes over n examples closest to `steps` batches (at least one)."""
-    steps = _check_int(steps, "steps", 1)
+    steps = check_int(steps, "steps", low=1)
     return max(1, round(steps / steps_per_epoch(n, batch_size)))
 
 
@@ -223,12 +213,11 @@ def _cached_models(cache: dict | None, shapes: dict, sources: dict) -> dict:
 
 def _check_factors(check_factors: object) -> tuple[float, ...]:
     """The budget multiples of the budget check, each a positive number."""
-    if isinstance(check_factors, (str, bytes)) or not isinstance(check_factors, Sequence) or any(
-        isinstance(f, bool) or not isinstance(f, numbers.Real) or not f > 0
-        for f in check_factors
-    ):
-        raise ValueError(f"check_factors={check_factors!r}; expected a list of positive numbers "
-                         "(multiples of the budget), e.g. (0.5, 2)")
+    if isinstance(check_factors, (str, bytes)) or not isinstance(check_factors, Sequence):
+        raise TypeError(f"check_factors={check_factors!r}; expected a list of positive numbers "
+                        "(multiples of the budget), e.g. (0.5, 2)")
+    for i, f in enumerate(check_factors):
+        check_float(f, f"check_factors[{i}]", low=0, low_open=True)
     return tuple(float(f) for f in check_factors)
 
 
@@ -272,8 +261,8 @@ def _draw(data: object, sources: object, seed: object, labels_per_class: object,
           budget: object, cache: object) -> _Draw:
     """Check run_seed's arguments and draw the seed's labelled pairs."""
     data, sources = _check_data(data), _check_sources(sources)
-    seed = _check_int(seed, "seed", 0)
-    labels_per_class = _check_int(labels_per_class, "labels_per_class", 1)
+    seed = check_int(seed, "seed", low=0)
+    labels_per_class = check_int(labels_per_class, "labels_per_class", low=1)
     budget = check_budget(budget)
     train = data["train"]
     shapes = {m: tuple(v.shape[1:]) for m, v in train.x.items()}

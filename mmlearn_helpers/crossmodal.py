@@ -9,11 +9,10 @@ teacher's image labels, through the pairing.
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 import numpy as np
 
+from .checks import check_float, check_int, check_rate, check_seed
 from .training import check_inputs, prepare
 
 # Above this many sample visits (n * epochs), `distill` runs ordinary epochs.
@@ -28,10 +27,7 @@ def soft_targets(probs: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     finite = np.isfinite(probs).all() and probs.min() >= 0
     if not finite or not np.allclose(probs.sum(1), 1, atol=1e-3):
         raise ValueError("probs should hold finite non-negative rows that sum to 1 (softmax)")
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
-        temperature > 0
-    ):
-        raise ValueError(f"temperature={temperature!r} should be a positive number, e.g. 1 or 2")
+    check_float(temperature, "temperature", low=0, low_open=True, hint=", e.g. 1 or 2")
     logits = np.log(np.clip(probs, 1e-12, 1.0)) / float(temperature)
     logits -= logits.max(axis=1, keepdims=True)
     out = np.exp(logits)
@@ -57,13 +53,8 @@ def distill(
     """
     if not isinstance(student, keras.Model):
         raise TypeError(f"student is a {type(student).__name__}; expected a keras.Model")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name}={value!r} should be a positive int")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
-        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} should be a non-negative int")
+    check_int(epochs, "epochs", low=1), check_int(batch_size, "batch_size", low=1)
+    check_rate(lr), check_seed(seed)
     x, n = check_inputs(x)
     targets = np.asarray(targets, dtype=np.float32)
     n_classes = int(student.outputs[0].shape[-1])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import numbers
 import os
 import platform
+
+from .checks import check_int
 
 MIXED_PRECISION_CHOICES = ("auto", "on", "off")
 # The strategy `setup` chose; None until setup runs (and always on a non-TensorFlow backend).
@@ -169,9 +170,5 @@ def replicas() -> int:
 
 def scaled_batch(batch_size: int) -> int:
     """The global batch for `batch_size` examples per replica: batch_size * replicas()."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(f"batch_size is a {type(batch_size).__name__} ({batch_size!r}); "
-                        "expected a positive int")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not valid; expected a positive int")
+    check_int(batch_size, "batch_size", low=1)
     return int(batch_size) * replicas()

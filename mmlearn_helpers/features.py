@@ -8,7 +8,6 @@ under-fitted.
 
 from __future__ import annotations
 
-import numbers
 import time
 from collections.abc import Mapping, Sequence
 
@@ -20,9 +19,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from tqdm.auto import tqdm
 
+from .checks import check_float, check_int, check_labels
+from .data.dataset import N_CLASSES
 from .metrics import evaluate, summarize
 from .models import encoder_of
-from .training import check_inputs, check_labels
+from .training import check_inputs
 from .transfer import features, few_shot_indices, transfer_model
 
 PROBES = ("logistic", "svm")
@@ -59,17 +60,11 @@ def encode(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return features(transfer_model("frozen", model, input_shape=x.shape[1:]), x)
 
 
-def _check_positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name}={value!r} should be a positive number")
-    return float(value)
-
-
 def make_probe(kind: str = "logistic", *, C: float = 1.0) -> Pipeline:
     """An unfitted scikit-learn pipeline: StandardScaler + LogisticRegression or a linear SVM."""
     if kind not in PROBES:
         raise ValueError(f"kind={kind!r} is not a probe; expected one of {PROBES}")
-    C = _check_positive(C, "C")
+    C = check_float(C, "C", low=0, low_open=True)
     if kind == "logistic":
         clf = LogisticRegression(C=C, max_iter=2000)
     else:
@@ -103,8 +98,8 @@ def probe_score(
             f"x_train has {x_train.shape[1]} features and x_test {x_test.shape[1]}; expected the "
             "same feature count"
         )
-    y_train = check_labels(y_train, len(x_train), 10, "y_train")
-    y_test = check_labels(y_test, len(x_test), 10, "y_test")
+    y_train = check_labels(y_train, "y_train", n=len(x_train), n_classes=N_CLASSES)
+    y_test = check_labels(y_test, "y_test", n=len(x_test), n_classes=N_CLASSES)
     if len(np.unique(y_train)) < 2:
         raise ValueError("y_train holds a single class; a probe needs at least two")
     probe = make_probe(kind, C=C).fit(x_train, y_train)
@@ -134,9 +129,9 @@ def probe_runs(
     probes = tuple(dict.fromkeys(probes))
     for kind in probes:
         make_probe(kind)  # refuse an unknown probe before any fitting
-    for k in ks:
-        if k != ALL and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
-            raise ValueError(f"ks holds {k!r}; expected positive ints or {ALL!r}")
+    for i, k in enumerate(ks):
+        if k != ALL:
+            check_int(k, f"ks[{i}]", low=1)
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds is empty; expected at least one seed")

@@ -14,7 +14,6 @@ Settings are compared seed by seed with the collection's one rule, `metrics.comp
 from __future__ import annotations
 
 import functools
-import numbers
 import re
 from collections.abc import Mapping, Sequence
 
@@ -25,20 +24,12 @@ from keras.layers import Multiply
 from sklearn.metrics import f1_score, precision_score, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
+from .checks import check_float, check_int, check_labels, check_seed
 from .device import in_scope, scope
 from .fusion import FUSED, ModalityDropout, nested_encoders
 from .metrics import evaluate
 from .models import HEAD, conv_encoder, encoder_of
-from .training import (
-    _check_seed,
-    _positive_int,
-    _walk,
-    check_inputs,
-    check_labels,
-    fit,
-    fit_steps,
-    predict_proba,
-)
+from .training import check_inputs, fit, fit_steps, predict_proba, walk_layers
 from .transfer import copy_weights
 
 SCHEDULES = ("frozen", "top", "all")
@@ -86,7 +77,7 @@ def pretrained_fusion_model(
                          f"{sorted(sources)} of sources, or None for the sources' own shapes")
     if not isinstance(masked, bool):
         raise TypeError(f"masked={masked!r} should be True or False")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     keras.utils.set_random_seed(seed)
     inputs, feats = {}, []
     for m in sorted(sources):
@@ -104,8 +95,7 @@ def pretrained_fusion_model(
     if modality_dropout > 0:
         feats = ModalityDropout(modality_dropout, seed=seed, name="modality_dropout")(feats)
     h = layers.Concatenate(name=FUSED)(feats)
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
-        raise ValueError(f"n_classes={n_classes!r} should be an int >= 2")
+    check_int(n_classes, "n_classes", low=2)
     outputs = layers.Dense(int(n_classes), activation="softmax", dtype="float32", name=HEAD)(h)
     return keras.Model(inputs, outputs, name=name)
 
@@ -135,9 +125,7 @@ def set_schedule(
         raise ValueError(f"schedule={schedule!r} is not a schedule; expected one of {SCHEDULES}")
     if not isinstance(bn_training, bool):
         raise TypeError(f"bn_training={bn_training!r} should be True or False")
-    if isinstance(top_blocks, bool) or not isinstance(top_blocks, numbers.Integral) \
-            or top_blocks < 1:
-        raise ValueError(f"top_blocks={top_blocks!r} should be a positive int")
+    check_int(top_blocks, "top_blocks", low=1)
     model.trainable = True
     for encoder in encoders(model).values():
         blocks = sorted({int(match.group(1)) for layer in encoder.layers
@@ -147,7 +135,7 @@ def set_schedule(
                              f"{len(blocks)} blocks; choose top_blocks <= {len(blocks)}")
         first = {"frozen": len(blocks), "top": len(blocks) - top_blocks, "all": 0}[schedule]
         trainable = {f"block{b}_" for b in blocks[first:]}
-        for layer in _walk(encoder):
+        for layer in walk_layers(encoder):
             if layer is encoder:
                 continue
             match = _BLOCK.match(layer.name)
@@ -203,14 +191,12 @@ def drop_modality(
     x, n = check_inputs(x)
     if not isinstance(x, dict) or len(x) < 2:
         raise ValueError("x should be a dict modality -> array with at least two modalities")
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
-            or not 0 <= fraction < 1:
-        raise ValueError(f"fraction={fraction!r} should be a share of pairs in [0, 1)")
+    check_float(fraction, "fraction", low=0, high=1, high_open=True)
     names = sorted(x) if modalities is None else list(modalities)
     unknown = [m for m in names if m not in x]
     if unknown or not names:
         raise ValueError(f"modalities={modalities!r}; expected a non-empty subset of {sorted(x)}")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     hit = rng.permutation(n)[: int(round(fraction * n))]
     which = rng.integers(0, len(names), len(hit))
     present = {m: np.ones(n, np.float32) for m in x}
@@ -239,10 +225,9 @@ def imbalance_indices(
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"y has shape {y.shape} and dtype {y.dtype}; expected (n,) integer labels")
-    if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1:
-        raise ValueError(f"keep={keep!r} should be a positive int (examples left per rare class)")
+    check_int(keep, "keep", low=1)
     classes = list(classes)
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     chosen = [np.flatnonzero(~np.isin(y, classes))]
     for c in classes:
         pool = np.flatnonzero(y == c)
@@ -279,7 +264,7 @@ def subset_scores(
 def class_weights(y: np.ndarray, n_classes: int = 10) -> dict[int, float]:
     """Class -> weight n / (n_classes * count) (scikit-learn's "balanced"), for `fit`."""
     y = np.asarray(y)
-    check_labels(y, len(y), n_classes)
+    check_labels(y, n_classes=n_classes)
     missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
     if missing:
         raise ValueError(f"y has no example of classes {missing}; a class weight needs at least "
@@ -294,7 +279,7 @@ def oversample(x: np.ndarray | dict, y: np.ndarray, *, seed: int) -> tuple:
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y has shape {y.shape}; expected ({n},) integer labels, one per sample")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     classes, counts = np.unique(y, return_counts=True)
     idx = np.concatenate([
         np.concatenate([np.flatnonzero(y == c),
@@ -431,15 +416,14 @@ class StagedModel:
         if (x_val is None) != (y_val is None):
             raise ValueError("x_val and y_val go together; give both or neither")
         if eval_every is not None:
-            eval_every = _positive_int(eval_every, "eval_every")
+            eval_every = check_int(eval_every, "eval_every", low=1)
         key = unit.removesuffix("s")
         rows, done_before, model = [], 0, None
         for i, stage in enumerate(stages):
             if not isinstance(stage, tuple) or len(stage) != 3:
                 raise ValueError(f"stages[{i}]={stage!r}; expected (schedule, {unit}, lr)")
             schedule, length, lr = stage
-            if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
-                raise ValueError(f"stages[{i}] has {unit}={length!r}; expected a positive int")
+            check_int(length, f"stages[{i}][1] ({unit})", low=1)
             model = self.model(schedule)
             model.set_weights(weights)
 

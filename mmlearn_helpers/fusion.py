@@ -28,8 +28,9 @@ from keras import layers
 from tqdm.auto import tqdm
 
 from . import device
+from .checks import check_float, check_int, check_ints, check_labels, check_rate
 from .device import in_scope
-from .metrics import compare
+from .metrics import accuracy, compare
 from .models import BN_MOMENTUM, HEAD, classifier, conv_encoder
 from .training import check_inputs, predict_proba
 
@@ -38,21 +39,6 @@ WEIGHT_TOL = 1e-6  # how far the fusion weights may sum from 1
 FILLS = ("zeros", "mean")
 FUSED = "fused_features"
 _BUNDLE: dict = {}  # the last set of models trained together: their ids and their bundle
-
-
-def check_labels(y: object, n: int, n_classes: int | None = None, name: str = "y") -> np.ndarray:
-    """Labels as int64 (n,): as many as the probability rows, each a valid class index."""
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name} has shape {y.shape} and dtype {y.dtype}; expected (n,) integers")
-    if len(y) != n:
-        raise ValueError(
-            f"{name} has {len(y)} labels but the probabilities have {n} rows; expected equal counts"
-        )
-    if n_classes is not None and len(y) and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"{name} holds labels from {y.min()} to {y.max()}; expected class "
-                         f"indices 0..{n_classes - 1} (the probabilities have {n_classes} columns)")
-    return y.astype(np.int64)
 
 
 def check_probs(
@@ -167,15 +153,6 @@ def check_ws(ws: object) -> np.ndarray:
     return ws
 
 
-def accuracy(y: np.ndarray, probs: np.ndarray) -> float:
-    """Share of rows whose most probable class is the label."""
-    probs = np.asarray(probs)
-    if probs.ndim != 2:
-        raise ValueError(f"probs has shape {probs.shape}; expected (n, classes)")
-    y = check_labels(y, len(probs), probs.shape[1])
-    return float((probs.argmax(axis=1) == y).mean())
-
-
 def sweep(
     probs_a: np.ndarray,
     probs_b: np.ndarray,
@@ -189,7 +166,7 @@ def sweep(
         raise ValueError(f"rule={rule!r} is not a fusion rule; expected one of {tuple(RULES)}")
     pa, pb = check_probs([probs_a, probs_b], labels=("probs_a", "probs_b"))
     ws = check_ws(ws)
-    y = check_labels(y, len(pa), pa.shape[1])
+    y = check_labels(y, n=len(pa), n_classes=pa.shape[1], counted="probs_a has")
     return np.array([accuracy(y, RULES[rule]([pa, pb], float(w))) for w in ws])
 
 
@@ -223,9 +200,7 @@ class ModalityDropout(layers.Layer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-            raise ValueError(f"rate={rate!r} should be a probability in [0, 1)")
-        self.rate = float(rate)
+        self.rate = check_float(rate, "rate", low=0, high=1, high_open=True)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -292,28 +267,6 @@ def modality_encoder(
     return keras.Model(inputs, conv(h), name=name)
 
 
-def _check_rate(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{name}={value!r} should be a float in [0, 1)")
-    return float(value)
-
-
-def _check_hidden(hidden: object) -> tuple[int, ...]:
-    """Units of the joint hidden layers; () means a linear head on the concatenation."""
-    ok = isinstance(hidden, Sequence) and not isinstance(hidden, str) and all(
-        isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in hidden)
-    if not ok:
-        raise ValueError(f"hidden={hidden!r} should be a sequence of positive ints (units of the "
-                         "joint hidden layers, e.g. (64,)), or () for a linear head")
-    return tuple(int(u) for u in hidden)
-
-
-def _check_classes(n_classes: object) -> int:
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
-        raise ValueError(f"n_classes={n_classes!r} should be an int >= 2")
-    return int(n_classes)
-
-
 def _joint(feats: list, n_classes: int, hidden: tuple[int, ...], dropout: float,
            batchnorm: bool = False) -> object:
     """Concatenation `fused_features`, then per hidden size a Dense `joint{i}` and ReLU (with
@@ -358,9 +311,9 @@ def intermediate_fusion_model(
     """
     shapes = _check_shapes(input_shapes)
     pools = _check_pool(pool, list(shapes))
-    hidden = _check_hidden(hidden)
-    dropout = _check_rate(dropout, "dropout")
-    n_classes = _check_classes(n_classes)
+    hidden = check_ints(hidden, "hidden", low=1, allow_empty=True)
+    dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
+    n_classes = check_int(n_classes, "n_classes", low=2)
     keras.utils.set_random_seed(int(seed))
     inputs = {m: keras.Input(s, name=m) for m, s in shapes.items()}
     feats = [modality_encoder(s, filters, pool=pools[m], name=f"{m}_encoder")(inputs[m])
@@ -396,12 +349,10 @@ def feature_fusion_model(
     """
     shapes = _check_shapes(input_shapes)
     pools = _check_pool(pool, list(shapes))
-    hidden = _check_hidden(hidden)
-    dropout = _check_rate(dropout, "dropout")
-    n_classes = _check_classes(n_classes)
-    if isinstance(stem_filters, bool) or not isinstance(stem_filters, numbers.Integral) or (
-            stem_filters < 1):
-        raise ValueError(f"stem_filters={stem_filters!r} should be a positive int")
+    hidden = check_ints(hidden, "hidden", low=1, allow_empty=True)
+    dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
+    n_classes = check_int(n_classes, "n_classes", low=2)
+    stem_filters = check_int(stem_filters, "stem_filters", low=1)
     keras.utils.set_random_seed(int(seed))
     inputs = {m: keras.Input(s, name=m) for m, s in shapes.items()}
     feats = [modality_encoder(s, (int(stem_filters),), pool=pools[m], pooling="flatten",
@@ -605,11 +556,8 @@ def train_fusion_models(
     x, n = check_inputs(x)
     if not isinstance(x, dict) or len(x) < 2:
         raise ValueError("x should be a dict modality -> array with at least two modalities")
-    y = check_labels(y, n, name="y")
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r} should be a positive int")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
-        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
+    y = check_labels(y, n=n)
+    epochs, lr = check_int(epochs, "epochs", low=1), check_rate(lr)
     fresh = build_fusion_models({m: v.shape[1:] for m, v in x.items()}, seed=seed,
                                 **build_options)
     if reuse is not None:

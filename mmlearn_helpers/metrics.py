@@ -25,6 +25,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
+from .checks import check_labels
+
 METRICS = ("accuracy", "macro_recall", "macro_f1")
 MIN_EFFECT = 0.02  # smallest accuracy difference a lesson calls real (2 points)
 MIN_SEEDS = 3  # fewer seeds never give a verdict other than "not established"
@@ -44,19 +46,25 @@ def to_labels(y_pred_or_probs: np.ndarray) -> np.ndarray:
     )
 
 
+def _checked(y_true: np.ndarray, y_pred_or_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_pred = to_labels(y_pred_or_probs)
+    n_classes = np.asarray(y_pred_or_probs).shape[1] if np.ndim(y_pred_or_probs) == 2 else None
+    y_true = check_labels(y_true, "y_true", n=len(y_pred), n_classes=n_classes,
+                          counted="the predictions have")
+    if not len(y_true):
+        raise ValueError("y_true is empty; expected at least one label")
+    return y_true, y_pred
+
+
+def accuracy(y_true: np.ndarray, y_pred_or_probs: np.ndarray) -> float:
+    """Share of predictions (labels, or each row's most probable class) equal to y_true."""
+    y_true, y_pred = _checked(y_true, y_pred_or_probs)
+    return float((y_pred == y_true).mean())
+
+
 def evaluate(y_true: np.ndarray, y_pred_or_probs: np.ndarray) -> dict[str, float]:
     """Accuracy, macro-averaged recall and macro-averaged F1 (scikit-learn) as plain floats."""
-    y_true = np.asarray(y_true)
-    if y_true.ndim != 1 or not np.issubdtype(y_true.dtype, np.integer):
-        raise ValueError(
-            f"y_true has shape {y_true.shape} and dtype {y_true.dtype}; expected (n,) integers"
-        )
-    y_pred = to_labels(y_pred_or_probs)
-    if len(y_pred) != len(y_true) or len(y_true) == 0:
-        raise ValueError(
-            f"y_true has {len(y_true)} labels and the predictions {len(y_pred)}; expected the "
-            "same non-zero count"
-        )
+    y_true, y_pred = _checked(y_true, y_pred_or_probs)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),

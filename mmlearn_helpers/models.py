@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from .checks import check_float, check_int
 from .device import in_scope
 
 ENCODER = "encoder"
@@ -119,10 +120,8 @@ def classifier(
     """
     if not isinstance(encoder, keras.Model):
         raise TypeError(f"encoder is a {type(encoder).__name__}; expected a keras.Model")
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
-        raise ValueError(f"n_classes={n_classes!r} should be an int >= 2")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout={dropout!r} should be a float in [0, 1)")
+    check_int(n_classes, "n_classes", low=2)
+    check_float(dropout, "dropout", low=0, high=1, high_open=True)
     if len(encoder.outputs) != 1 or len(encoder.outputs[0].shape) != 2:
         raise ValueError(
             f"encoder {encoder.name!r} outputs {[o.shape for o in encoder.outputs]}; expected one "

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import tempfile
 from pathlib import Path
+
+from .checks import check_seed
 
 PROFILES = ("fast", "full")
 
@@ -45,8 +46,7 @@ def check_parameters(
     from .data import DATASETS
 
     check_profile(profile)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} should be a non-negative integer")
+    check_seed(seed)
     if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r} is unknown; expected one of {tuple(DATASETS)}")
     if data_dir is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import tempfile
 import time
@@ -32,10 +31,12 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
+from .checks import check_float, check_int, check_ints, check_labels, check_rate
+from .data.dataset import N_CLASSES
 from .metrics import METRICS, evaluate, mean_std, summarize
 from .models import classifier, conv_encoder, count_params, encoder_of, mlp_encoder
 from .settings import cap
-from .training import _walk, check_inputs, check_labels, fit, predict_proba
+from .training import check_inputs, fit, predict_proba, walk_layers
 from .transfer import cache_dir_default, copy_weights, few_shot_indices, fit_linear_head
 
 Start = Callable[[int], keras.Model]
@@ -81,36 +82,10 @@ def start_from(
 
 def matched_mlp_units(input_shape: Sequence[int], n_params: int, *, n_classes: int = 10) -> int:
     """Width of a one-hidden-layer `mlp_encoder` whose classifier has about `n_params` weights."""
-    if isinstance(n_params, bool) or not isinstance(n_params, numbers.Integral) or n_params < 1:
-        raise ValueError(f"n_params={n_params!r} should be a positive int (a parameter budget)")
+    check_int(n_params, "n_params", low=1)
     n_in = int(np.prod(mlp_encoder(input_shape, (1,)).inputs[0].shape[1:]))
     # per hidden unit: n_in weights, 2 trainable BatchNorm weights, n_classes head weights
     return max(1, round((n_params - n_classes) / (n_in + 2 + n_classes)))
-
-
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected an int >= {low}")
-    if value < low:
-        raise ValueError(f"{name}={value!r} should be an int >= {low}")
-    return int(value)
-
-
-def _check_lr(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected a float in (0, 1)")
-    if not 0 < value < 1:
-        raise ValueError(f"{name}={value!r} should be a learning rate in (0, 1), e.g. 3e-3")
-    return float(value)
-
-
-def _check_seeds(seeds: object) -> list[int]:
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-        raise TypeError(f"seeds={seeds!r} is a {type(seeds).__name__}; expected a list of ints")
-    checked = [_check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds)]
-    if not checked:
-        raise ValueError("seeds is empty; expected at least one seed")
-    return checked
 
 
 def conv_start(input_shape: Sequence[int], structure: str | Mapping = BLUEPRINT) -> Start:
@@ -130,7 +105,7 @@ def conv_start(input_shape: Sequence[int], structure: str | Mapping = BLUEPRINT)
     conv_encoder(input_shape, **options)  # refuse bad shapes or arguments now, not at seed 0
 
     def make(seed: int) -> keras.Model:
-        keras.utils.set_random_seed(_check_int(seed, "seed", 0))
+        keras.utils.set_random_seed(check_int(seed, "seed", low=0))
         return classifier(conv_encoder(input_shape, **options))
 
     return make
@@ -147,7 +122,8 @@ def candidate_starts(input_shape: Sequence[int], names: Sequence[str]) -> dict[s
 
 
 def _batchnorms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    return [layer for layer in _walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    bn = keras.layers.BatchNormalization
+    return [layer for layer in walk_layers(model) if isinstance(layer, bn)]
 
 
 def refresh_batchnorm(model: keras.Model, x: np.ndarray) -> int:
@@ -190,7 +166,7 @@ def _reusable(fresh: keras.Model, recipe: str) -> keras.Model:
     key = (fresh.to_json(), recipe)
     model = _MODELS.setdefault(key, fresh)
     if model is not fresh:  # the start's trainable flags (parents first), then its weights
-        for mine, theirs in zip(_walk(model), _walk(fresh), strict=True):
+        for mine, theirs in zip(walk_layers(model), walk_layers(fresh), strict=True):
             mine.trainable = theirs.trainable
         model.set_weights(fresh.get_weights())
     return model
@@ -256,16 +232,16 @@ def compare_starts(
     seconds taken.
     """
     gentle = _check_starts(starts, fine_tune)
-    k = _check_int(k, "k", 1)
-    seeds = _check_seeds(seeds)
-    lr, fine_tune_lr = _check_lr(lr, "lr"), _check_lr(fine_tune_lr, "fine_tune_lr")
-    epochs = _check_int(epochs, "epochs", 1)
-    gentle_epochs = epochs if fine_tune_epochs is None else _check_int(
-        fine_tune_epochs, "fine_tune_epochs", 1)
+    k = check_int(k, "k", low=1)
+    seeds = list(check_ints(seeds, "seeds", low=0))
+    lr, fine_tune_lr = check_rate(lr, "lr"), check_rate(fine_tune_lr, "fine_tune_lr")
+    epochs = check_int(epochs, "epochs", low=1)
+    gentle_epochs = epochs if fine_tune_epochs is None else check_int(
+        fine_tune_epochs, "fine_tune_epochs", low=1)
     x_train, n = check_inputs(x_train, "x_train")
     x_test, n_test = check_inputs(x_test, "x_test")
-    y_train = check_labels(y_train, n, 10, "y_train")
-    y_test = check_labels(y_test, n_test, 10, "y_test")
+    y_train = check_labels(y_train, "y_train", n=n, n_classes=N_CLASSES)
+    y_test = check_labels(y_test, "y_test", n=n_test, n_classes=N_CLASSES)
     few_shot_indices(y_train, k, seed=seeds[0])  # refuse a too-large k before any training
     rows = []
     bar = tqdm(total=len(starts) * len(seeds), desc="starts", disable=not verbose)
@@ -295,16 +271,14 @@ def split_speakers(
     speakers = np.asarray(speakers)
     if speakers.ndim != 1 or len(speakers) == 0:
         raise ValueError(f"speakers has shape {speakers.shape}; expected one speaker id per clip")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real):
-        raise TypeError(f"val_fraction={val_fraction!r} is a {type(val_fraction).__name__}; "
-                        "expected a float in (0, 1)")
+    check_float(val_fraction, "val_fraction", low=0, high=1, low_open=True, high_open=True)
     names = np.unique(speakers)
     n_val = round(float(val_fraction) * len(names))
     if not 0 < val_fraction < 1 or not 0 < n_val < len(names):
         raise ValueError(f"val_fraction={val_fraction!r} holds out {n_val} of {len(names)} "
                          "speakers; expected a fraction in (0, 1) that leaves speakers on "
                          "both sides")
-    rng = np.random.default_rng(_check_int(seed, "seed", 0))
+    rng = np.random.default_rng(check_int(seed, "seed", low=0))
     held_out = np.isin(speakers, rng.permutation(names)[:n_val])
     return np.flatnonzero(~held_out), np.flatnonzero(held_out)
 
@@ -355,7 +329,7 @@ def search_structure(
                          f"{len(np.asarray(y_source))} labels; expected one id per clip")
     if not isinstance(cache, bool):
         raise TypeError(f"cache={cache!r} is a {type(cache).__name__}; expected True or False")
-    k, seeds = _check_int(k, "k", 1), _check_seeds(seeds)
+    k, seeds = check_int(k, "k", low=1), list(check_ints(seeds, "seeds", low=0))
     y_source, path = np.asarray(y_source), None
     if cache:
         options = {"k": k, "seeds": seeds, "val_fraction": val_fraction, "recipe": recipe}

@@ -1,22 +1,21 @@
 """Training and prediction for classifiers, fast on a small CPU.
 
 Three costs dominate small-data training with Keras on a CPU: tracing a new train function each
-time a model is compiled (about 1 s), a fixed overhead per `model.fit` epoch (about 45 ms on 2
-cores, more than the epoch itself with 10-200 examples) and the input pipeline of `model.fit`
-(measured 30-60 % slower per step than `train_on_batch` for these small models). `fit` avoids
-all three where it can: it compiles a model once and, on later calls, resets the optimizer
-instead of recompiling; without validation data it feeds full batches to `train_on_batch`.
+time a model is compiled, a fixed overhead per `model.fit` epoch (more than the epoch itself with
+10-200 examples) and the input pipeline of `model.fit`. `fit` avoids all three: it compiles a
+model once and, on later calls, resets the optimizer instead of recompiling, and it feeds full
+batches to `train_on_batch`. `make bench` measures what each of these costs on this machine.
 """
 
 from __future__ import annotations
 
-import numbers
 import weakref
 
 import keras
 import numpy as np
 
 from . import device
+from .checks import check_int, check_labels, check_rate, check_seed
 
 # Models compiled by `prepare`, with the trainable layout and loss they were compiled for.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -24,18 +23,18 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 Inputs = np.ndarray | dict
 
 
-def _walk(layer: keras.layers.Layer):
+def walk_layers(layer: keras.layers.Layer):
     """The layer and every layer nested in it, depth first."""
     yield layer
     for sub in getattr(layer, "layers", ()):
-        yield from _walk(sub)
+        yield from walk_layers(sub)
 
 
 def _layout(model: keras.Model) -> tuple:
     """What a compiled train function depends on: trainable variables and trainable flags."""
     return (
         tuple(id(v) for v in model.trainable_variables),
-        tuple(layer.trainable for layer in _walk(model)),
+        tuple(layer.trainable for layer in walk_layers(model)),
     )
 
 
@@ -64,44 +63,16 @@ def check_inputs(x: Inputs, name: str = "x") -> tuple[Inputs, int]:
     return (out[None] if None in out else out), counts.pop()
 
 
-def check_labels(y: np.ndarray, n: int, n_classes: int, name: str = "y") -> np.ndarray:
-    """Return y as int64 (n,), refusing other lengths and labels outside 0..n_classes-1."""
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"{name} has shape {y.shape} and dtype {y.dtype}; expected (n,) integers")
-    if len(y) != n:
-        raise ValueError(f"{name} has {len(y)} labels but x has {n} samples; expected equal counts")
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"{name} holds labels from {y.min()} to {y.max()}; expected 0..{n_classes - 1} "
-            f"(the model has {n_classes} outputs)"
-        )
-    return y.astype(np.int64)
-
-
 def _take(x: Inputs, idx: np.ndarray) -> Inputs:
     return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}={value!r} should be a positive int")
-    return int(value)
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed={seed!r} should be a non-negative int")
-    return int(seed)
-
-
 def _check_fit(model: keras.Model, x: Inputs, y: np.ndarray, lr: object, seed: object) -> tuple:
     """(x, n, y, seed) for a training call, refusing a bad lr, seed, inputs or labels."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < 1:
-        raise ValueError(f"lr={lr!r} should be a learning rate in (0, 1), e.g. 1e-3")
-    seed = _check_seed(seed)
+    check_rate(lr)
+    seed = check_seed(seed)
     x, n = check_inputs(x)
-    return x, n, check_labels(np.asarray(y), n, int(model.outputs[0].shape[-1])), seed
+    return x, n, check_labels(y, n=n, n_classes=int(model.outputs[0].shape[-1])), seed
 
 
 def prepare(
@@ -109,7 +80,7 @@ def prepare(
 ) -> None:
     """Compile `model` with Adam(lr) and `loss` once per trainable layout; later, reset Adam.
 
-    Recompiling traces a new train function (about 1 s on a small CPU); a model compiled before
+    Recompiling traces a new train function; a model compiled before
     with the same trainable layout and loss keeps its function and gets a fresh optimizer state
     and learning rate instead. Sparse cross-entropy (integer labels) also tracks accuracy.
     """
@@ -156,8 +127,8 @@ def fit(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
-    epochs = _positive_int(epochs, "epochs")
-    batch_size = _positive_int(batch_size, "batch_size")
+    epochs = check_int(epochs, "epochs", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
     x, n, y, seed = _check_fit(model, x, y, lr, seed)
     n_classes = int(model.outputs[0].shape[-1])
     if (x_val is None) != (y_val is None):
@@ -165,7 +136,8 @@ def fit(
     validation = None
     if x_val is not None:
         x_val, n_val = check_inputs(x_val, "x_val")
-        validation = (x_val, check_labels(y_val, n_val, n_classes, "y_val"))
+        y_val = check_labels(y_val, "y_val", n=n_val, n_classes=n_classes, counted="x_val has")
+        validation = (x_val, y_val)
 
     keras.utils.set_random_seed(int(seed))
     prepare(model, float(lr))
@@ -197,10 +169,10 @@ def fit_steps(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
-    steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
+    steps = check_int(steps, "steps", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
     if every is not None:
-        every = _positive_int(every, "every")
+        every = check_int(every, "every", low=1)
     if (every is None) != (callback is None):
         raise ValueError("every and callback go together; give both or neither")
     if callback is not None and not callable(callback):
@@ -274,11 +246,11 @@ def predict_proba(model: keras.Model, x: Inputs, *, batch_size: int = 512) -> np
     """Class probabilities (n, n_classes) in inference mode (dropout off, BatchNorm frozen).
 
     Calls the model directly in batches rather than `model.predict`, which would trace a new
-    function for every new model (about 0.5 s each on a small CPU).
+    function for every new model.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model is a {type(model).__name__}; expected a keras.Model")
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = check_int(batch_size, "batch_size", low=1)
     x, n = check_inputs(x)
     chunks = [
         keras.ops.convert_to_numpy(model(_take(x, slice(i, i + batch_size)), training=False))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import tempfile
 import time
@@ -30,10 +29,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from .checks import check_float, check_int, check_ints, check_labels, check_seed
 from .device import scope
 from .metrics import evaluate, summarize
 from .models import HEAD, classifier, conv_encoder, encoder_of
-from .training import _walk, check_inputs, check_labels, fit, predict_proba
+from .training import check_inputs, fit, predict_proba, walk_layers
 
 NEW_HEAD_METHODS = ("scratch", "frozen", "finetuned")  # any target classes
 SOURCE_HEAD_METHODS = ("zero_shot", "source_head")  # only a target with the source's classes
@@ -99,12 +99,6 @@ SOURCE_RECIPES = {
 CACHE_FORMAT = 1
 
 
-def _check_seed(seed: object, name: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"{name}={seed!r} should be a non-negative int")
-    return int(seed)
-
-
 def _check_method(method: object) -> str:
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not a transfer method; expected one of {METHODS}")
@@ -114,7 +108,7 @@ def _check_method(method: object) -> str:
 def _weighted_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
     """Name -> layer for every non-container layer of `model` (nested ones too) that has weights."""
     found: dict[str, keras.layers.Layer] = {}
-    for layer in _walk(model):
+    for layer in walk_layers(model):
         if isinstance(layer, keras.Model) or not layer.weights:
             continue
         if layer.name in found:
@@ -184,9 +178,8 @@ def few_shot_indices(y: np.ndarray, k: int, *, seed: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"y has shape {y.shape} and dtype {y.dtype}; expected (n,) integer labels")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k={k!r} should be a positive int (labelled examples per class)")
-    rng = np.random.default_rng(_check_seed(seed))
+    check_int(k, "k", low=1)
+    rng = np.random.default_rng(check_seed(seed))
     classes, counts = np.unique(y, return_counts=True)
     picked = []
     for label, count in zip(classes, counts, strict=True):
@@ -242,11 +235,10 @@ def fit_linear_head(
     strength `C`) is fitted by scikit-learn, then folded into the head's kernel and bias, so the
     Keras model predicts exactly what the logistic regression predicts. The encoder is unchanged.
     """
-    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not C > 0:
-        raise ValueError(f"C={C!r} should be a positive number (inverse regularization strength)")
+    check_float(C, "C", low=0, low_open=True, hint=" (inverse regularization strength)")
     head = model.get_layer(HEAD)
     feats = features(model, x)
-    y = check_labels(y, len(feats), head.units)
+    y = check_labels(y, n=len(feats), n_classes=head.units)
     kernel, bias = logistic_head(feats, y, head.units, float(C))
     head.set_weights([kernel, bias])
     return model
@@ -273,7 +265,7 @@ def transfer_model(
     """
     method = _check_method(method)
     encoder = encoder_of(source_model)
-    keras.utils.set_random_seed(_check_seed(seed))
+    keras.utils.set_random_seed(check_seed(seed))
     shape = tuple(encoder.inputs[0].shape[1:]) if input_shape is None else tuple(input_shape)
     if shape == tuple(encoder.inputs[0].shape[1:]):
         with scope():
@@ -301,7 +293,7 @@ def transfer_model(
     if method in ("frozen", "zero_shot"):
         freeze(new_encoder)
     if method in ("finetuned", "source_head"):
-        for layer in _walk(new_encoder):
+        for layer in walk_layers(new_encoder):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
     return model
@@ -448,7 +440,7 @@ def pretrained_source(
         raise ValueError(f"source={source!r} is not a source data set; expected one of "
                          f"{tuple(SOURCES)}")
     settings = PRETRAIN[source][_check_profile(profile)]
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if not isinstance(augment, bool):
         raise TypeError(f"augment={augment!r} should be True or False")
     overrides = _check_recipe(recipe, source)
@@ -482,16 +474,6 @@ def pretrained_source(
             **settings)
 
     return cached_model(key, build, train, cache_dir)
-
-
-def _check_ints(values: object, name: str, low: int) -> tuple[int, ...]:
-    ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) > 0
-    ok = ok and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low for v in values
-    )
-    if not ok:
-        raise ValueError(f"{name}={values!r} should be a non-empty list of ints >= {low}")
-    return tuple(int(v) for v in values)
 
 
 # Keras models reused by `learning_curve`, per (method, encoder config, input shape, classes):
@@ -565,12 +547,12 @@ def learning_curve(
     summary: mean and std over seeds per method and k, see `metrics.summarize`).
     """
     methods = tuple(_check_method(m) for m in dict.fromkeys(methods))
-    ks = _check_ints(ks, "ks", 1)
-    seeds = _check_ints(seeds, "seeds", 0)
+    ks = check_ints(ks, "ks", low=1)
+    seeds = check_ints(seeds, "seeds", low=0)
     sources = _per_seed(source_model, seeds)
     source_model = sources[seeds[0]]
-    steps, epochs, finetune_steps = _check_ints((steps, epochs, finetune_steps),
-                                                "steps, epochs, finetune_steps", 1)
+    steps, epochs, finetune_steps = (check_int(v, name, low=1) for v, name in (
+        (steps, "steps"), (epochs, "epochs"), (finetune_steps, "finetune_steps")))
     encoder = encoder_of(source_model)
     x_train, n = check_inputs(x_train, "x_train")
     x_test, n_test = check_inputs(x_test, "x_test")
@@ -581,8 +563,8 @@ def learning_curve(
                 f"(n, {', '.join(str(d) for d in encoder.inputs[0].shape[1:])}) samples"
             )
     n_classes = int(source_model.outputs[0].shape[-1])
-    y_train = check_labels(y_train, n, n_classes, "y_train")
-    y_test = check_labels(y_test, n_test, n_classes, "y_test")
+    y_train = check_labels(y_train, "y_train", n=n, n_classes=n_classes)
+    y_test = check_labels(y_test, "y_test", n=n_test, n_classes=n_classes)
     few_shot_indices(y_train, max(ks), seed=seeds[0])  # refuse a too-large k before training
     shape = x_train.shape[1:]
 
@@ -695,7 +677,7 @@ def transfer_targets(
     if dataset not in ("av_digits", "avmnist"):
         raise ValueError(f"dataset={dataset!r} has no transfer targets; expected 'av_digits' or "
                          "'avmnist'")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if eval_split not in ("val", "test"):
         raise ValueError(f"eval_split={eval_split!r}; expected 'test' or 'val'")
     if isinstance(modalities, str) or not set(modalities) <= {"image", "audio"} or not modalities:

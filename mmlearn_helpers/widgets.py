@@ -8,7 +8,6 @@ shows `w=0.55 | accuracy=0.8731 | macro_f1=0.8650` (w with 2 decimals, metrics w
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
@@ -16,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from .fusion import best_weight, check_labels, check_probs, check_ws, late_fusion, sweep
+from .checks import check_float, check_labels
+from .fusion import best_weight, check_probs, check_ws, late_fusion, sweep
 from .metrics import evaluate
 from .plots import confusion_matrix_plot
 
@@ -30,14 +30,13 @@ WS = np.round(np.arange(0, 1 + STEP / 2, STEP), 2)
 
 
 def _check_w(w: object, name: str = "w") -> float:
-    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0 <= w <= 1:
-        raise ValueError(f"{name}={w!r} should be a weight in [0, 1] (the image's share)")
-    return float(w)
+    return check_float(w, name, low=0, high=1, hint=" (the image's share)")
 
 
 def _check_pair(probs_image: object, probs_audio: object, y: object) -> tuple:
     p_img, p_aud = check_probs([probs_image, probs_audio], labels=("probs_image", "probs_audio"))
-    return p_img, p_aud, check_labels(y, len(p_img), p_img.shape[1])
+    return p_img, p_aud, check_labels(y, n=len(p_img), n_classes=p_img.shape[1],
+                                      counted="probs_image has")
 
 
 def readout_text(probs_image: np.ndarray, probs_audio: np.ndarray, y: np.ndarray, w: float) -> str:

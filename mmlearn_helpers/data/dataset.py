@@ -1,11 +1,12 @@
-"""The Dataset container returned by every loader, and shared argument checks."""
+"""The Dataset container returned by every loader."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..checks import check_choice, check_labels
 
 SPLITS = ("train", "val", "test")
 # The spoken digits' extra split: the English voices that pretrain the speech source only
@@ -15,37 +16,7 @@ N_CLASSES = 10
 
 def check_split(split: object, splits: tuple[str, ...] = SPLITS) -> str:
     """Return split if it is one of `splits`, else raise naming the argument."""
-    if not isinstance(split, str) or split not in splits:
-        raise ValueError(f"split={split!r} does not exist; expected one of {splits}")
-    return split
-
-
-def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
-    """Return value if it is one of choices, else a ValueError naming argument and choices."""
-    choices = tuple(choices)
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}={value!r} is not known; expected one of {choices}")
-    return value
-
-
-def check_fraction(value: object, name: str, high: float = 1.0) -> float:
-    """A finite float in [0, high] (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name}={value!r} is not a number; expected a float in [0, {high}]")
-    if not np.isfinite(value) or not 0 <= value <= high:
-        raise ValueError(f"{name}={value!r} is out of range; expected a float in [0, {high}]")
-    return float(value)
-
-
-def check_labels(y: np.ndarray, name: str = "y") -> np.ndarray:
-    """Labels as int64 in 0-9, shape (n,)."""
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"{name} has shape {y.shape} and dtype {y.dtype}; expected (n,) integers")
-    if y.size and (y.min() < 0 or y.max() >= N_CLASSES):
-        bad = sorted(set(y[(y < 0) | (y >= N_CLASSES)].tolist()))[:5]
-        raise ValueError(f"{name} holds labels {bad} outside 0-{N_CLASSES - 1}; expected digits")
-    return y.astype(np.int64)
+    return check_choice(split, "split", splits)
 
 
 @dataclass(frozen=True)
@@ -62,7 +33,7 @@ class Dataset:
         check_split(self.split, (SOURCE_SPLIT, *SPLITS))
         if not isinstance(self.x, dict) or not self.x:
             raise TypeError(f"x={type(self.x).__name__}; expected a non-empty dict modality->array")
-        object.__setattr__(self, "y", check_labels(self.y))
+        object.__setattr__(self, "y", check_labels(self.y, n_classes=N_CLASSES))
         n = len(self.y)
         for key, arrays in (("x", self.x), ("meta", self.meta)):
             for modality, value in arrays.items():

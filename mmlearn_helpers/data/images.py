@@ -14,7 +14,8 @@ import numpy as np
 from matplotlib.ft2font import FT2Font
 from scipy import ndimage
 
-from .dataset import SPLITS, check_fraction, check_split
+from ..checks import check_float
+from .dataset import SPLITS, check_split
 
 # font files shipped inside matplotlib (mpl-data/fonts/ttf): families, weights and styles
 FONTS = (
@@ -109,7 +110,7 @@ def _bilinear(bank: np.ndarray, g: np.ndarray, ys: np.ndarray, xs: np.ndarray) -
 def _check_options(**options: float) -> dict[str, float]:
     limits = {"rotation": 90.0, "scale": 0.9, "shift": 0.5, "shear": 1.0, "noise": 1.0,
               "elastic": 8.0, "blur": 3.0}
-    return {k: check_fraction(v, k, limits[k]) for k, v in options.items()}
+    return {k: check_float(v, k, low=0, high=limits[k]) for k, v in options.items()}
 
 
 def render_printed(

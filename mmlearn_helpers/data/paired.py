@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import check_fraction, check_labels
+from ..checks import check_float, check_labels
+from .dataset import N_CLASSES
 
 
 def pair_by_label(y_image: np.ndarray, y_audio: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -12,7 +13,8 @@ def pair_by_label(y_image: np.ndarray, y_audio: np.ndarray, seed: int = 0) -> np
 
     Clips of a class are used in a shuffled cycle, so each is used about equally often.
     """
-    y_image, y_audio = check_labels(y_image, "y_image"), check_labels(y_audio, "y_audio")
+    y_image, y_audio = (check_labels(y, name, n_classes=N_CLASSES)
+                        for y, name in ((y_image, "y_image"), (y_audio, "y_audio")))
     rng = np.random.default_rng(seed)
     out = np.empty(len(y_image), dtype=np.int64)
     for c in np.unique(y_image):
@@ -34,8 +36,8 @@ def degrade_images(
     image_noise: Gaussian sigma on [0, 1] pixels; occlusion: fraction of the image area blanked
     (set to 0) by one randomly placed square patch per image.
     """
-    sigma = check_fraction(image_noise, "image_noise")
-    frac = check_fraction(occlusion, "occlusion")
+    sigma = check_float(image_noise, "image_noise", low=0, high=1)
+    frac = check_float(occlusion, "occlusion", low=0, high=1)
     x = np.array(x, dtype=np.float32, copy=True)
     rng = np.random.default_rng(seed)
     n, h, w = x.shape[:3]
