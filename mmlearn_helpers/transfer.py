@@ -16,6 +16,7 @@ gradient descent stayed badly under-fitted, while the convex fit converges every
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -540,9 +541,8 @@ def learning_curve(
     BatchNormalization for about `finetune_steps` batches (at least one pass) at `finetune_lr`.
     Where the target has the source's classes, `methods` may add "zero_shot" (the source's own
     head on the test split: the same for every k) and "source_head" (fine-tuned like "finetuned",
-    starting from the source's own head instead of the fitted new one).
-    Each method's Keras model is built and compiled once per architecture and input shape (also
-    across calls) and reset between runs, which keeps a learning curve fast on a CPU.
+    starting from the source's own head instead of the fitted new one). Models are built once
+    per architecture and reset between runs (see `_CurveRun`).
     Returns (rows: one dict per method, k and seed, with `correct`, the per-test-example hits;
     summary: mean and std over seeds per method and k, see `metrics.summarize`).
     """
@@ -550,9 +550,31 @@ def learning_curve(
     ks = check_ints(ks, "ks", low=1)
     seeds = check_ints(seeds, "seeds", low=0)
     sources = _per_seed(source_model, seeds)
-    source_model = sources[seeds[0]]
-    steps, epochs, finetune_steps = (check_int(v, name, low=1) for v, name in (
-        (steps, "steps"), (epochs, "epochs"), (finetune_steps, "finetune_steps")))
+    budget = {"steps": steps, "epochs": epochs, "finetune_steps": finetune_steps}
+    budget = {name: check_int(v, name, low=1) for name, v in budget.items()}
+    budget |= {"lr": lr, "finetune_lr": finetune_lr, "batch_size": batch_size, "C": C}
+    data = _check_curve_data(sources[seeds[0]], x_train, y_train, x_test, y_test)
+    y_train, y_test = data[1], data[3]
+    few_shot_indices(y_train, max(ks), seed=seeds[0])  # refuse a too-large k before training
+    run = _CurveRun(sources, methods, data, budget)
+    rows = []
+    with tqdm(total=len(ks) * len(seeds) * len(methods), desc="learning curve",
+              disable=not verbose) as bar:
+        for k, seed in itertools.product(ks, seeds):
+            idx = few_shot_indices(y_train, k, seed=seed)
+            for method in methods:
+                t0 = time.perf_counter()
+                scores = run.scores(method, seed, idx)
+                rows.append({"method": method, "k": k, "seed": seed, **evaluate(y_test, scores),
+                             "correct": scores.argmax(1) == y_test,
+                             "seconds": time.perf_counter() - t0})
+                bar.update()
+    return rows, summarize(rows)
+
+
+def _check_curve_data(source_model: keras.Model, x_train: np.ndarray, y_train: np.ndarray,
+                      x_test: np.ndarray, y_test: np.ndarray) -> tuple:
+    """(x_train, y_train, x_test, y_test), each array of the source's input shape or classes."""
     encoder = encoder_of(source_model)
     x_train, n = check_inputs(x_train, "x_train")
     x_test, n_test = check_inputs(x_test, "x_test")
@@ -565,71 +587,79 @@ def learning_curve(
     n_classes = int(source_model.outputs[0].shape[-1])
     y_train = check_labels(y_train, "y_train", n=n, n_classes=n_classes)
     y_test = check_labels(y_test, "y_test", n=n_test, n_classes=n_classes)
-    few_shot_indices(y_train, max(ks), seed=seeds[0])  # refuse a too-large k before training
-    shape = x_train.shape[1:]
+    return x_train, y_train, x_test, y_test
 
-    frozen = transfer_model("frozen", source_model, input_shape=shape, seed=seeds[0])
-    if set(SOURCE_HEAD_METHODS) & set(methods):  # the source's head must fit the target's input
-        copy_weights(source_model, frozen, [HEAD])
-    if "scratch" in methods:
-        scratch = _runner("scratch", source_model, shape)
-    fine_tuning = {"finetuned", "source_head"} & set(methods)
-    if fine_tuning:
-        tuned = _runner("finetuned", source_model, shape)
-    from_source: dict[int, tuple] = {}  # per seed: features, fine-tuning start, source head
 
-    def source_start(seed: int) -> tuple:
-        if seed not in from_source:
-            copy_weights(encoder_of(sources[seed]), encoder_of(frozen))
+class _CurveRun:
+    """The models of one learning curve, built once and reset from each seed's source per run.
+
+    State is real here: the compiled models, each seed's encoder features and fine-tuning start,
+    and the logistic head of the current k-shot set, which "frozen" and "finetuned" share.
+    """
+
+    def __init__(self, sources: dict, methods: tuple, data: tuple, budget: dict):
+        self.sources, self.budget = sources, budget
+        self.x_train, self.y_train, self.x_test, _ = data
+        first_seed, shape = next(iter(sources)), self.x_train.shape[1:]
+        self.first = first = sources[first_seed]
+        self.n_classes = int(first.outputs[0].shape[-1])
+        self.frozen = transfer_model("frozen", first, input_shape=shape, seed=first_seed)
+        if set(SOURCE_HEAD_METHODS) & set(methods):  # the source's head must fit the target
+            copy_weights(first, self.frozen, [HEAD])
+        self.scratch = _runner("scratch", first, shape) if "scratch" in methods else None
+        tuning = {"finetuned", "source_head"} & set(methods)
+        self.tuned = _runner("finetuned", first, shape) if tuning else None
+        self.from_source: dict[int, tuple] = {}  # seed -> features, tuning start, source head
+        self.initial: dict[int, list] = {}  # seed -> fresh "scratch" weights, the same for all k
+        self.head: tuple = (None, None)  # (k-shot labels' key, fitted logistic head)
+
+    def source_start(self, seed: int) -> tuple:
+        """Train and test features of the seed's encoder, its fine-tuning start, its own head."""
+        if seed not in self.from_source:
+            source = self.sources[seed]
+            copy_weights(encoder_of(source), encoder_of(self.frozen))
             start = None
-            if fine_tuning:
-                copy_weights(encoder_of(sources[seed]), encoder_of(tuned))
-                start = tuned.get_weights()
-            from_source[seed] = (features(frozen, x_train), features(frozen, x_test), start,
-                                 sources[seed].get_layer(HEAD).get_weights())
-        return from_source[seed]
+            if self.tuned is not None:
+                copy_weights(encoder_of(source), encoder_of(self.tuned))
+                start = self.tuned.get_weights()
+            self.from_source[seed] = (features(self.frozen, self.x_train),
+                                      features(self.frozen, self.x_test), start,
+                                      source.get_layer(HEAD).get_weights())
+        return self.from_source[seed]
 
-    initial: dict[int, list] = {}  # fresh "scratch" weights per seed, the same for every k
-    rows = []
-    bar = tqdm(total=len(ks) * len(seeds) * len(methods), desc="learning curve",
-               disable=not verbose)
-    for k in ks:
-        for seed in seeds:
-            idx = few_shot_indices(y_train, k, seed=seed)
-            x_k, y_k = x_train[idx], y_train[idx]
-            head = None
-            for method in methods:
-                t0 = time.perf_counter()
-                if method == "scratch":
-                    if seed not in initial:
-                        initial[seed] = transfer_model("scratch", source_model, input_shape=shape,
-                                                       seed=seed).get_weights()
-                    scratch.set_weights(initial[seed])
-                    passes = max(_passes(steps, batch_size, len(idx)), epochs)
-                    fit(scratch, x_k, y_k, epochs=passes, lr=lr, seed=seed,
-                        batch_size=batch_size)
-                    scores = predict_proba(scratch, x_test)
-                else:
-                    feats_train, feats_test, start, source_head = source_start(seed)
-                    if head is None and method in ("frozen", "finetuned"):
-                        head = logistic_head(feats_train[idx], y_k, n_classes, C)
-                    if method == "frozen":
-                        scores = feats_test @ head[0] + head[1]
-                    elif method == "zero_shot":
-                        scores = feats_test @ source_head[0] + source_head[1]
-                    else:
-                        tuned.set_weights(start)
-                        first = head if method == "finetuned" else source_head
-                        tuned.get_layer(HEAD).set_weights(list(first))
-                        fit(tuned, x_k, y_k, epochs=_passes(finetune_steps, batch_size, len(idx)),
-                            lr=finetune_lr, seed=seed, batch_size=batch_size)
-                        scores = predict_proba(tuned, x_test)
-                rows.append({"method": method, "k": k, "seed": seed, **evaluate(y_test, scores),
-                             "correct": scores.argmax(1) == y_test,
-                             "seconds": time.perf_counter() - t0})
-                bar.update()
-    bar.close()
-    return rows, summarize(rows)
+    def new_head(self, seed: int, idx: np.ndarray) -> tuple:
+        """The logistic head on the seed's features of the k-shot set `idx` (fitted once)."""
+        key = (seed, idx.tobytes())
+        if self.head[0] != key:
+            feats = self.source_start(seed)[0][idx]
+            self.head = (key, logistic_head(feats, self.y_train[idx], self.n_classes,
+                                            self.budget["C"]))
+        return self.head[1]
+
+    def scores(self, method: str, seed: int, idx: np.ndarray) -> np.ndarray:
+        """Class scores on the test split of `method` trained on the k-shot set `idx` at `seed`."""
+        b, x_k, y_k = self.budget, self.x_train[idx], self.y_train[idx]
+        if method == "scratch":
+            if seed not in self.initial:
+                self.initial[seed] = transfer_model("scratch", self.first,
+                                                    input_shape=x_k.shape[1:],
+                                                    seed=seed).get_weights()
+            self.scratch.set_weights(self.initial[seed])
+            passes = max(_passes(b["steps"], b["batch_size"], len(y_k)), b["epochs"])
+            fit(self.scratch, x_k, y_k, epochs=passes, lr=b["lr"], seed=seed,
+                batch_size=b["batch_size"])
+            return predict_proba(self.scratch, self.x_test)
+        _, feats_test, start, source_head = self.source_start(seed)
+        if method == "zero_shot":
+            return feats_test @ source_head[0] + source_head[1]
+        head = self.new_head(seed, idx) if method in ("frozen", "finetuned") else source_head
+        if method == "frozen":
+            return feats_test @ head[0] + head[1]
+        self.tuned.set_weights(start)
+        self.tuned.get_layer(HEAD).set_weights(list(head))
+        fit(self.tuned, x_k, y_k, epochs=_passes(b["finetune_steps"], b["batch_size"], len(y_k)),
+            lr=b["finetune_lr"], seed=seed, batch_size=b["batch_size"])
+        return predict_proba(self.tuned, self.x_test)
 
 
 # Samples drawn from AV-MNIST per split by `transfer_targets`: enough pairs that nearly every FSDD
