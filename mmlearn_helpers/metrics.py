@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from .checks import check_labels
+from .checks import check_float, check_int, check_labels, check_seed
 
 METRICS = ("accuracy", "macro_recall", "macro_f1")
 MIN_EFFECT = 0.02  # smallest accuracy difference a lesson calls real (2 points)
@@ -150,18 +150,6 @@ def results_table(
     return Table("\n".join(lines))
 
 
-def _real(value: object, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected a real number")
-    return float(value)
-
-
-def _integer(value: object, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected an integer")
-    return int(value)
-
-
 def _scores(values: ArrayLike, name: str) -> np.ndarray:
     """`values` as a finite float array of per-seed (n_seeds,) or per-example (n_seeds, n_test)."""
     try:
@@ -258,6 +246,29 @@ def _verdict(diff: float, low: float, high: float, n: int, min_effect: float) ->
     return "not established"
 
 
+def _compared(a: ArrayLike, b: ArrayLike, *, paired: bool, clusters: ArrayLike | None) -> tuple:
+    """(a, b) as (n_seeds, n_examples) arrays, each example's cluster index and the count."""
+    a_arr, b_arr = _scores(a, "a"), _scores(b, "b")
+    if a_arr.ndim != b_arr.ndim:
+        raise ValueError(f"a has shape {a_arr.shape} and b {b_arr.shape}; expected both per-seed "
+                         "scores (n_seeds,) or both per-example scores (n_seeds, n_test)")
+    if paired and len(a_arr) != len(b_arr):
+        raise ValueError(f"a has {len(a_arr)} seeds and b has {len(b_arr)}; paired=True expects "
+                         "the same seeds in both (a[i] and b[i] from seed i); pass paired=False "
+                         "for runs that do not share seeds")
+    if a_arr.ndim == 2 and a_arr.shape[1] != b_arr.shape[1]:
+        raise ValueError(f"a has {a_arr.shape[1]} test examples per seed and b has "
+                         f"{b_arr.shape[1]}; expected scores on the same test examples")
+    if clusters is not None and a_arr.ndim == 1:
+        raise ValueError(f"clusters is given but a has shape {a_arr.shape}; expected per-example "
+                         "scores (n_seeds, n_test) when the test examples are grouped")
+    if a_arr.ndim == 1:  # one score per seed: one "example" per seed
+        a_arr, b_arr = a_arr[:, None], b_arr[:, None]
+    if clusters is None:
+        return a_arr, b_arr, np.zeros(a_arr.shape[1], dtype=np.intp), 1
+    return a_arr, b_arr, *_cluster_ids(clusters, a_arr.shape[1])
+
+
 def compare(
     a: ArrayLike,
     b: ArrayLike,
@@ -297,40 +308,13 @@ def compare(
     """
     if not isinstance(paired, (bool, np.bool_)):
         raise TypeError(f"paired={paired!r} is a {type(paired).__name__}; expected True or False")
-    min_effect = _real(min_effect, "min_effect")
-    if not (math.isfinite(min_effect) and min_effect >= 0):
-        raise ValueError(f"min_effect={min_effect!r}; expected a finite number >= 0, e.g. "
-                         f"{MIN_EFFECT} (2 accuracy points)")
-    confidence = _real(confidence, "confidence")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence={confidence!r} is outside (0, 1); expected e.g. 0.95")
-    n_boot = _integer(n_boot, "n_boot")
-    if n_boot < 100:
-        raise ValueError(f"n_boot={n_boot!r}; expected at least 100 bootstrap draws (default "
-                         "10000)")
-    seed = _integer(seed, "seed")
-    if seed < 0:
-        raise ValueError(f"seed={seed!r}; expected an integer >= 0")
-    a_arr, b_arr = _scores(a, "a"), _scores(b, "b")
-    if a_arr.ndim != b_arr.ndim:
-        raise ValueError(f"a has shape {a_arr.shape} and b {b_arr.shape}; expected both per-seed "
-                         "scores (n_seeds,) or both per-example scores (n_seeds, n_test)")
-    if paired and len(a_arr) != len(b_arr):
-        raise ValueError(f"a has {len(a_arr)} seeds and b has {len(b_arr)}; paired=True expects "
-                         "the same seeds in both (a[i] and b[i] from seed i); pass paired=False "
-                         "for runs that do not share seeds")
-    if a_arr.ndim == 2 and a_arr.shape[1] != b_arr.shape[1]:
-        raise ValueError(f"a has {a_arr.shape[1]} test examples per seed and b has "
-                         f"{b_arr.shape[1]}; expected scores on the same test examples")
-    if clusters is not None and a_arr.ndim == 1:
-        raise ValueError(f"clusters is given but a has shape {a_arr.shape}; expected per-example "
-                         "scores (n_seeds, n_test) when the test examples are grouped")
-    if a_arr.ndim == 1:  # one score per seed: one "example" per seed
-        a_arr, b_arr = a_arr[:, None], b_arr[:, None]
-    if clusters is None:
-        index, n_clusters = np.zeros(a_arr.shape[1], dtype=np.intp), 1
-    else:
-        index, n_clusters = _cluster_ids(clusters, a_arr.shape[1])
+    min_effect = check_float(min_effect, "min_effect", low=0,
+                             hint=f", e.g. {MIN_EFFECT} (2 accuracy points)")
+    confidence = check_float(confidence, "confidence", low=0, high=1, low_open=True,
+                             high_open=True, hint=", e.g. 0.95")
+    n_boot = check_int(n_boot, "n_boot", low=100)
+    seed = check_seed(seed)
+    a_arr, b_arr, index, n_clusters = _compared(a, b, paired=bool(paired), clusters=clusters)
     rng = np.random.default_rng(seed)
     stats = _bootstrap(a_arr, b_arr, index, n_clusters, paired=bool(paired),
                        resample_clusters=clusters is not None, n_boot=n_boot, rng=rng)
