@@ -353,6 +353,14 @@ def features(model: keras.Model, x: dict, *, batch_size: int = 512) -> dict:
     return out
 
 
+def _check_stage(stage: object, i: int, unit: str) -> tuple[str, int, float]:
+    """stages[i] as (schedule, length, lr); the length a positive int of `unit`."""
+    if not isinstance(stage, tuple) or len(stage) != 3:
+        raise ValueError(f"stages[{i}]={stage!r}; expected (schedule, {unit}, lr)")
+    schedule, length, lr = stage
+    return schedule, check_int(length, f"stages[{i}][1] ({unit})", low=1), lr
+
+
 class StagedModel:
     """One compiled copy of a multimodal model per freezing schedule; weights move between them.
 
@@ -419,48 +427,54 @@ class StagedModel:
             eval_every = check_int(eval_every, "eval_every", low=1)
         key = unit.removesuffix("s")
         rows, done_before, model = [], 0, None
+        train = self._train_steps if unit == "steps" else self._train_epochs
+        options = {"batch_size": batch_size, "class_weight": class_weight}
         for i, stage in enumerate(stages):
-            if not isinstance(stage, tuple) or len(stage) != 3:
-                raise ValueError(f"stages[{i}]={stage!r}; expected (schedule, {unit}, lr)")
-            schedule, length, lr = stage
-            check_int(length, f"stages[{i}][1] ({unit})", low=1)
+            schedule, length, lr = _check_stage(stage, i, unit)
             model = self.model(schedule)
             model.set_weights(weights)
+            measure = None
+            if x_val is not None:
+                def measure(done, i=i, schedule=schedule, lr=lr, scorer=model, xv=x_val,
+                            before=done_before):
+                    acc = evaluate(np.asarray(y_val), predict_proba(scorer, xv))["accuracy"]
+                    rows.append({"stage": i + 1, "schedule": schedule, key: before + done,
+                                 "lr": float(lr), "val_accuracy": acc})
 
-            def measure(done, i=i, schedule=schedule, lr=lr, scorer=model, xv=x_val,
-                        before=done_before):
-                acc = evaluate(np.asarray(y_val), predict_proba(scorer, xv))["accuracy"]
-                rows.append({"stage": i + 1, "schedule": schedule, key: before + done,
-                             "lr": float(lr), "val_accuracy": acc})
-
-            every = length if x_val is None or eval_every is None else min(eval_every, length)
-            if unit == "steps":
-                if schedule == "frozen" and schedule not in self.heads:
-                    self.heads[schedule] = head_model(model)
-                head = self.heads.get(schedule) if schedule == "frozen" else None
-                if head is not None and x_val is not None:  # val features, computed once
-                    measure = functools.partial(measure, scorer=head, xv=features(model, x_val))
-                fit_steps(model if head is None else head,
-                          x if head is None else features(model, x), y, steps=length, lr=lr,
-                          seed=seed + 1000 * i, batch_size=batch_size, class_weight=class_weight,
-                          every=every if x_val is not None else None,
-                          callback=measure if x_val is not None else None)
-                if x_val is not None and length % every:
-                    measure(length)
-            else:
-                done = 0
-                while done < length:
-                    chunk = min(every, length - done)
-                    fit(model, x, y, epochs=chunk, lr=lr, seed=seed + 1000 * i + done,
-                        batch_size=batch_size, class_weight=class_weight)
-                    done += chunk
-                    if x_val is not None:
-                        measure(done)
+            every = length if measure is None or eval_every is None else min(eval_every, length)
+            train(model, schedule, x, y, length=length, lr=lr, seed=seed + 1000 * i,
+                  every=every, measure=measure, x_val=x_val, **options)
             done_before += length
             weights = model.get_weights()
             if after_stage is not None:
                 after_stage(i + 1, schedule, model)
         return model, rows
+
+    def _train_steps(self, model: keras.Model, schedule: str, x: dict, y: np.ndarray, *,
+                     length: int, lr: float, seed: int, every: int, measure, x_val, **options):
+        """`length` gradient steps; a frozen stage trains its head on cached features."""
+        if schedule == "frozen" and schedule not in self.heads:
+            self.heads[schedule] = head_model(model)
+        head = self.heads.get(schedule) if schedule == "frozen" else None
+        if head is not None and measure is not None:  # val features, computed once
+            measure = functools.partial(measure, scorer=head, xv=features(model, x_val))
+        fit_steps(model if head is None else head, x if head is None else features(model, x), y,
+                  steps=length, lr=lr, seed=seed, every=every if measure else None,
+                  callback=measure, **options)
+        if measure is not None and length % every:
+            measure(length)
+
+    @staticmethod
+    def _train_epochs(model: keras.Model, schedule: str, x: dict, y: np.ndarray, *,
+                      length: int, lr: float, seed: int, every: int, measure, x_val, **options):
+        """`length` passes over x, in chunks of `every` passes with a measurement after each."""
+        done = 0
+        while done < length:
+            chunk = min(every, length - done)
+            fit(model, x, y, epochs=chunk, lr=lr, seed=seed + done, **options)
+            done += chunk
+            if measure is not None:
+                measure(done)
 
 
 def source_metrics(
