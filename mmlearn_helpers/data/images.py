@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.ft2font import FT2Font
 from scipy import ndimage
 
-from ..checks import check_float
+from ..checks import check_float, check_int
 from .dataset import SPLITS, check_split
 
 # font files shipped inside matplotlib (mpl-data/fonts/ttf): families, weights and styles
@@ -113,6 +113,31 @@ def _check_options(**options: float) -> dict[str, float]:
     return {k: check_float(v, k, low=0, high=limits[k]) for k, v in options.items()}
 
 
+def _canvas_coordinates(rng: np.random.Generator, n: int, opts: dict, height: np.ndarray,
+                        width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Glyph-canvas (row, column) of every output pixel: the inverse of a seeded jitter.
+
+    The jitter of each sample is shift o zoom o rotate o shear, with an elastic field on top.
+    """
+    theta = np.deg2rad(rng.uniform(-opts["rotation"], opts["rotation"], n))
+    zoom = (_HEIGHT / height) * (1 + rng.uniform(-opts["scale"], opts["scale"], n))
+    zoom = np.minimum(zoom, 30.0 / np.maximum(width, 1))  # keep wide glyphs inside
+    sh = rng.uniform(-opts["shear"], opts["shear"], n)
+    t = rng.uniform(-opts["shift"], opts["shift"], (n, 2)) * _GRID
+    grid = np.arange(_GRID) - (_GRID - 1) / 2
+    oy = grid[None, :, None] - t[:, 0, None, None]
+    ox = grid[None, None, :] - t[:, 1, None, None]
+    if opts["elastic"] > 0:
+        field = rng.uniform(-1, 1, (n, 2, 4, 4)) * opts["elastic"]
+        field = ndimage.zoom(field, (1, 1, _GRID / 4, _GRID / 4), order=1)
+        oy, ox = oy + field[:, 0], ox + field[:, 1]
+    cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    ry, rx = cos * oy + sin * ox, -sin * oy + cos * ox
+    rx = rx - sh[:, None, None] * ry
+    center, inv = (_CANVAS - 1) / 2, 1 / zoom[:, None, None]
+    return center + ry * inv, center + rx * inv
+
+
 def render_printed(
     n: int,
     seed: int = 0,
@@ -136,8 +161,7 @@ def render_printed(
     blur (Gaussian sigma in 8x8 pixels), noise (Gaussian sigma on [0, 1] pixels), quantize
     (round to the 17 grey levels k/16 of scikit-learn's digits).
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n={n!r}; expected an integer >= 0")
+    check_int(n, "n", low=0)
     unknown = [f for f in fonts if f not in FONTS]
     if unknown or not fonts:
         raise ValueError(f"fonts={fonts!r}; expected a non-empty subset of {FONTS}")
@@ -150,26 +174,8 @@ def render_printed(
     f = font_ids[rng.integers(0, len(font_ids), n)]
     s = rng.integers(0, len(_STROKES), n) if stroke else np.ones(n, dtype=np.int64)
     glyph = (f * 10 + y) * len(_STROKES) + s
-    theta = np.deg2rad(rng.uniform(-opts["rotation"], opts["rotation"], n))
-    zoom = (_HEIGHT / heights[f, y, s]) * (1 + rng.uniform(-opts["scale"], opts["scale"], n))
-    zoom = np.minimum(zoom, 30.0 / np.maximum(widths[f, y, s], 1))  # keep wide glyphs inside
-    sh = rng.uniform(-opts["shear"], opts["shear"], n)
-    t = rng.uniform(-opts["shift"], opts["shift"], (n, 2)) * _GRID
-    # output pixel -> glyph canvas coordinates: inverse of (shift o zoom o rotate o shear)
-    grid = np.arange(_GRID) - (_GRID - 1) / 2
-    oy = grid[None, :, None] - t[:, 0, None, None]
-    ox = grid[None, None, :] - t[:, 1, None, None]
-    if opts["elastic"] > 0:
-        field = rng.uniform(-1, 1, (n, 2, 4, 4)) * opts["elastic"]
-        field = ndimage.zoom(field, (1, 1, _GRID / 4, _GRID / 4), order=1)
-        oy, ox = oy + field[:, 0], ox + field[:, 1]
-    cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    ry, rx = cos * oy + sin * ox, -sin * oy + cos * ox
-    rx = rx - sh[:, None, None] * ry
-    center = (_CANVAS - 1) / 2
-    inv = 1 / zoom[:, None, None]
-    flat = bank.reshape(-1, _CANVAS, _CANVAS)
-    bitmap = _bilinear(flat, glyph, center + ry * inv, center + rx * inv) > 0.5
+    ry, rx = _canvas_coordinates(rng, n, opts, heights[f, y, s], widths[f, y, s])
+    bitmap = _bilinear(bank.reshape(-1, _CANVAS, _CANVAS), glyph, ry, rx) > 0.5
     x = bitmap.reshape(n, 8, 4, 8, 4).mean(axis=(2, 4)).astype(np.float32)
     if opts["blur"] > 0:
         x = ndimage.gaussian_filter(x, sigma=(0, opts["blur"], opts["blur"]))
