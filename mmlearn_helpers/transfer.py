@@ -408,6 +408,27 @@ def _masked(x: np.ndarray, mask: dict, seed: int) -> np.ndarray:
     return np.where(blank[..., None], np.float32(0), x).astype(np.float32)
 
 
+def _source_training_set(source: str, seed: int, recipe: dict | None,
+                         data_options: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The source split of `source`, plus the augmented copies `recipe` asks for (if any)."""
+    from .data import load_dataset
+
+    modality, split = SOURCES[source], SOURCE_SPLITS[source]
+    data = load_dataset(source, split=split, seed=seed, **data_options)
+    xs, ys = [data.x[modality]], [data.y]
+    for copy in range(recipe["copies"] if recipe else 0):
+        options = recipe["options"]
+        options = options[copy % len(options)] if isinstance(options, list) else options
+        extra = load_dataset(source, split=split, seed=seed * 1000 + copy + 1,
+                             **{**data_options, **options})
+        x = extra.x[modality]
+        if recipe.get("mask"):
+            x = _masked(x, recipe["mask"], seed * 1000 + copy + 1)
+        xs.append(x)
+        ys.append(extra.y)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def pretrained_source(
     source: str,
     *,
@@ -435,7 +456,7 @@ def pretrained_source(
     key includes `data_fingerprint()`, so rebuilt data or a changed data pipeline never reuse stale
     weights.
     """
-    from .data import N_FRAMES, N_MELS, load_dataset
+    from .data import N_FRAMES, N_MELS
 
     if source not in SOURCES:
         raise ValueError(f"source={source!r} is not a source data set; expected one of "
@@ -459,20 +480,8 @@ def pretrained_source(
                           name=f"{source}_classifier")
 
     def train(model: keras.Model) -> None:
-        data = load_dataset(source, split=SOURCE_SPLITS[source], seed=seed, **data_options)
-        xs, ys = [data.x[modality]], [data.y]
-        for copy in range(recipe["copies"] if recipe else 0):
-            options = recipe["options"]
-            options = options[copy % len(options)] if isinstance(options, list) else options
-            extra = load_dataset(source, split=SOURCE_SPLITS[source], seed=seed * 1000 + copy + 1,
-                                 **{**data_options, **options})
-            x = extra.x[modality]
-            if recipe.get("mask"):
-                x = _masked(x, recipe["mask"], seed * 1000 + copy + 1)
-            xs.append(x)
-            ys.append(extra.y)
-        fit(model, np.concatenate(xs), np.concatenate(ys), seed=seed, verbose=verbose,
-            **settings)
+        x, y = _source_training_set(source, seed, recipe, data_options)
+        fit(model, x, y, seed=seed, verbose=verbose, **settings)
 
     return cached_model(key, build, train, cache_dir)
 
