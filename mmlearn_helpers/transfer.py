@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from .checks import check_float, check_int, check_ints, check_labels, check_seed
+from .checks import check_choice, check_float, check_int, check_ints, check_labels, check_seed
 from .device import scope
 from .metrics import evaluate, summarize
 from .models import HEAD, classifier, conv_encoder, encoder_of
@@ -684,6 +684,48 @@ def _avmnist(split: str, seed: int, data_dir: object, options: dict):
                         n=AVMNIST_PAIRS[split], **options)
 
 
+def _target_languages(dataset: str, language: str | Sequence[str] | None) -> list[str] | None:
+    """The spoken-digit languages of the speech target: every one but English by default."""
+    from .data import languages
+    from .data.spoken import check_language
+
+    if dataset == "avmnist":
+        if language is not None:
+            raise ValueError(f"language={language!r}; the avmnist audio is the Free Spoken Digit "
+                             "Dataset (English only): leave language=None")
+        return None
+    if language is None:
+        return [code for code in languages() if code != "en"]
+    return list(check_language(language))
+
+
+def _avmnist_target(split: str, seed: int, data_dir: object, modalities: Sequence[str],
+                    options: dict, codes: None) -> tuple[dict, np.ndarray]:
+    """AV-MNIST images of a split, and each of its FSDD recordings once, with their speakers."""
+    pairs = _avmnist(split, seed, data_dir, {**options["image"], **options["audio"]})
+    first = np.sort(np.unique(pairs.meta["file"], return_index=True)[1])
+    found = {"image": (pairs.x["image"], pairs.y),
+             "audio": (pairs.x["audio"][first], pairs.y[first])}
+    return found, pairs.meta["speaker"][first]
+
+
+def _digits_target(split: str, seed: int, data_dir: object, modalities: Sequence[str],
+                   options: dict, codes: list[str]) -> tuple[dict, np.ndarray | None]:
+    """scikit-learn's digits and the spoken digits in `codes` of a split (those asked for)."""
+    from .data import load_dataset
+
+    found, speakers = {}, None
+    if "image" in modalities:
+        images = load_dataset("digits", split=split, seed=seed, **options["image"])
+        found["image"] = (images.x["image"], images.y)
+    if "audio" in modalities:
+        speech = load_dataset("spoken_digits", split=split, seed=seed, language=codes,
+                              **options["audio"])
+        found["audio"] = (speech.x["audio"], speech.y)
+        speakers = speech.meta["speaker"]
+    return found, speakers
+
+
 def transfer_targets(
     dataset: str,
     *,
@@ -710,47 +752,23 @@ def transfer_targets(
     (train, eval) speaker names of the audio clips, e.g. to resample test speakers in
     `metrics.gains(..., clusters=...)`.
     """
-    from .data import languages, load_dataset
-    from .data.spoken import check_language
-
     if dataset not in ("av_digits", "avmnist"):
         raise ValueError(f"dataset={dataset!r} has no transfer targets; expected 'av_digits' or "
                          "'avmnist'")
     seed = check_seed(seed)
-    if eval_split not in ("val", "test"):
-        raise ValueError(f"eval_split={eval_split!r}; expected 'test' or 'val'")
+    check_choice(eval_split, "eval_split", ("val", "test"))
     if isinstance(modalities, str) or not set(modalities) <= {"image", "audio"} or not modalities:
         raise ValueError(f"modalities={modalities!r}; expected a non-empty subset of "
                          "('image', 'audio')")
-    if language is None:
-        codes = [code for code in languages() if code != "en"]
-    elif dataset == "avmnist":
-        raise ValueError(f"language={language!r}; the avmnist audio is the Free Spoken Digit "
-                         "Dataset (English only): leave language=None")
-    else:
-        codes = list(check_language(language))
-    image_options, audio_options = dict(image_options or {}), dict(audio_options or {})
+    codes = _target_languages(dataset, language)
+    options = {"image": dict(image_options or {}), "audio": dict(audio_options or {})}
     out: dict[str, list] = {modality: [] for modality in modalities}
     speakers = []
     for offset, split in enumerate(("train", eval_split)):
         split_seed = seed + 7919 * offset  # distinct noise draws for train and test
-        if dataset == "avmnist":
-            pairs = _avmnist(split, split_seed, data_dir, {**image_options, **audio_options})
-            _, first = np.unique(pairs.meta["file"], return_index=True)
-            first = np.sort(first)
-            found = {"image": (pairs.x["image"], pairs.y),
-                     "audio": (pairs.x["audio"][first], pairs.y[first])}
-            speakers.append(pairs.meta["speaker"][first])
-        else:
-            found = {}
-            if "image" in out:
-                images = load_dataset("digits", split=split, seed=split_seed, **image_options)
-                found["image"] = (images.x["image"], images.y)
-            if "audio" in out:
-                speech = load_dataset("spoken_digits", split=split, seed=split_seed,
-                                      language=codes, **audio_options)
-                found["audio"] = (speech.x["audio"], speech.y)
-                speakers.append(speech.meta["speaker"])
+        load = _avmnist_target if dataset == "avmnist" else _digits_target
+        found, split_speakers = load(split, split_seed, data_dir, out, options, codes)
+        speakers.append(split_speakers)
         for modality in out:
             out[modality] += found[modality]
     if "audio" in out:
