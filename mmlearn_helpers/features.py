@@ -24,7 +24,7 @@ from .data.dataset import N_CLASSES
 from .metrics import evaluate, summarize
 from .models import encoder_of
 from .training import check_inputs
-from .transfer import features, few_shot_indices, transfer_model
+from .transfer import encoder_features, few_shot_indices, transfer_model
 
 PROBES = ("logistic", "svm")
 ALL = "all"  # the label budget "every training example"
@@ -51,13 +51,13 @@ def encode(model: keras.Model, x: np.ndarray) -> np.ndarray:
         raise TypeError("x is a dict; encode one modality at a time, e.g. encode(m, x['image'])")
     want = tuple(encoder.inputs[0].shape[1:])
     if x.shape[1:] == want:
-        return features(model, x)
+        return encoder_features(model, x)
     if len(x.shape[1:]) != len(want) or x.shape[-1] != want[-1]:
         raise ValueError(
             f"x has samples of shape {x.shape[1:]}; the encoder reads {want} (the spatial size "
             "may differ, the number of axes and channels may not)"
         )
-    return features(transfer_model("frozen", model, input_shape=x.shape[1:]), x)
+    return encoder_features(transfer_model("frozen", model, input_shape=x.shape[1:]), x)
 
 
 def make_probe(kind: str = "logistic", *, C: float = 1.0) -> Pipeline:

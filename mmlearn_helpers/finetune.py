@@ -338,7 +338,7 @@ def head_model(model: keras.Model) -> keras.Model | None:
     return keras.Model(inputs, path[HEAD](h), name=f"{model.name}_head")
 
 
-def features(model: keras.Model, x: dict, *, batch_size: int = 512) -> dict:
+def head_inputs(model: keras.Model, x: dict, *, batch_size: int = 512) -> dict:
     """Inputs of `head_model(model)`: encoder features of `x` (inference mode), presence kept."""
     x, _ = check_inputs(x)
     if not isinstance(x, dict):
@@ -457,8 +457,8 @@ class StagedModel:
             self.heads[schedule] = head_model(model)
         head = self.heads.get(schedule) if schedule == "frozen" else None
         if head is not None and measure is not None:  # val features, computed once
-            measure = functools.partial(measure, scorer=head, xv=features(model, x_val))
-        fit_steps(model if head is None else head, x if head is None else features(model, x), y,
+            measure = functools.partial(measure, scorer=head, xv=head_inputs(model, x_val))
+        fit_steps(model if head is None else head, x if head is None else head_inputs(model, x), y,
                   steps=length, lr=lr, seed=seed, every=every if measure else None,
                   callback=measure, **options)
         if measure is not None and length % every:

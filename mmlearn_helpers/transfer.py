@@ -204,7 +204,8 @@ def few_shot(x: np.ndarray | dict, y: np.ndarray, k: int, *, seed: int) -> tuple
     return x_k, y[idx]
 
 
-def features(model: keras.Model, x: np.ndarray | dict, *, batch_size: int = 512) -> np.ndarray:
+def encoder_features(model: keras.Model, x: np.ndarray | dict, *,
+                     batch_size: int = 512) -> np.ndarray:
     """Encoder features (n, d) of a `classifier` (or an encoder's outputs), in inference mode."""
     has_head = any(layer.name == HEAD for layer in model.layers)
     encoder = encoder_of(model) if has_head else model
@@ -238,7 +239,7 @@ def fit_linear_head(
     """
     check_float(C, "C", low=0, low_open=True, hint=" (inverse regularization strength)")
     head = model.get_layer(HEAD)
-    feats = features(model, x)
+    feats = encoder_features(model, x)
     y = check_labels(y, n=len(feats), n_classes=head.units)
     kernel, bias = logistic_head(feats, y, head.units, float(C))
     head.set_weights([kernel, bias])
@@ -631,8 +632,8 @@ class _CurveRun:
             if self.tuned is not None:
                 copy_weights(encoder_of(source), encoder_of(self.tuned))
                 start = self.tuned.get_weights()
-            self.from_source[seed] = (features(self.frozen, self.x_train),
-                                      features(self.frozen, self.x_test), start,
+            self.from_source[seed] = (encoder_features(self.frozen, self.x_train),
+                                      encoder_features(self.frozen, self.x_test), start,
                                       source.get_layer(HEAD).get_weights())
         return self.from_source[seed]
 

@@ -214,7 +214,7 @@ def test_head_model_only_for_known_layouts(sources):
     odd = keras.Model(inputs, keras.layers.Dense(10, name="head")(h))
     assert ft.head_model(odd) is None
     with pytest.raises(ValueError, match="x lacks the modalities \\['image'\\]"):
-        ft.features(odd, {"audio": np.zeros((2, *SHAPES["audio"]), np.float32)})
+        ft.head_inputs(odd, {"audio": np.zeros((2, *SHAPES["audio"]), np.float32)})
 
 
 def test_subset_scores():

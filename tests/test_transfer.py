@@ -17,7 +17,7 @@ from mmlearn_helpers.transfer import (
     NEW_HEAD_METHODS,
     cached_model,
     copy_weights,
-    features,
+    encoder_features,
     few_shot,
     few_shot_indices,
     fit_linear_head,
@@ -197,11 +197,11 @@ def test_fit_linear_head_matches_scikit_learn(source, digits):
     model = transfer_model("frozen", source)
     x_k, y_k = few_shot(x[900:], y[900:], 3, seed=0)
     fit_linear_head(model, x_k, y_k, C=0.5)
-    feats = features(model, x_k)
+    feats = encoder_features(model, x_k)
     scaler = StandardScaler().fit(feats)
     clf = LogisticRegression(C=0.5, max_iter=2000).fit(scaler.transform(feats), y_k)
     test = x[1500:]
-    expected = clf.predict_proba(scaler.transform(features(model, test)))
+    expected = clf.predict_proba(scaler.transform(encoder_features(model, test)))
     np.testing.assert_allclose(predict_proba(model, test), expected, atol=1e-4)
     with pytest.raises(ValueError, match="every class"):
         fit_linear_head(model, x_k[y_k < 5], y_k[y_k < 5])

@@ -50,7 +50,7 @@ def waveform_features(
         raise ValueError(f"waves has shape {waves.shape}; expected a list or an (n, samples) array")
     prepared = [audio.prepare_waveform(w, rate, name=f"waves[{i}]") for i, w in enumerate(waves)]
     z = shipped()
-    return audio.features(prepared, z["mel_mean"], z["mel_std"], seed=seed, **degradations)
+    return audio.log_mel_features(prepared, z["mel_mean"], z["mel_std"], seed=seed, **degradations)
 
 
 def _split_options(options: dict, keys: tuple[str, ...]) -> dict:
@@ -116,7 +116,7 @@ def _av_digits(split: str, seed: int, image_opts: dict, audio_opts: dict) -> Dat
     chosen = clip_idx[pair_by_label(y, z["digit"][clip_idx], seed=seed)]
     clips = [z["clips"][i] for i in chosen]
     pool = np.stack([audio.fit_window(z["clips"][i]) for i in clip_idx])
-    x_aud = audio.features(clips, z["mel_mean"], z["mel_std"], seed=seed + 1, babble_pool=pool,
-                           **audio_opts)
+    x_aud = audio.log_mel_features(clips, z["mel_mean"], z["mel_std"], seed=seed + 1,
+                                   babble_pool=pool, **audio_opts)
     meta = {"image_index": idx, "clip_index": chosen} | clip_meta(chosen)
     return Dataset("av_digits", split, {"image": x_img, "audio": x_aud}, y, meta)

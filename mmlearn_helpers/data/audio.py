@@ -305,7 +305,7 @@ def degrade(
     return clips.astype(np.float32), pitch
 
 
-def features(
+def log_mel_features(
     waves: Sequence[np.ndarray],
     mean: np.ndarray,
     std: np.ndarray,

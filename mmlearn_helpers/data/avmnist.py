@@ -225,7 +225,7 @@ def load_avmnist(
     chosen = pair_by_label(y, digits, seed=seed)
     z = shipped()
     pool = np.stack([audio.fit_window(c) for c in clips])
-    feats = audio.features([clips[i] for i in chosen], z["mel_mean"], z["mel_std"], seed=seed + 1,
-                           babble_pool=pool, **audio_options)
+    feats = audio.log_mel_features([clips[i] for i in chosen], z["mel_mean"], z["mel_std"],
+                                   seed=seed + 1, babble_pool=pool, **audio_options)
     meta = {"image_index": keep} | {k: v[chosen] for k, v in meta.items()}
     return Dataset("avmnist", split, {"image": x, "audio": feats}, y, meta)

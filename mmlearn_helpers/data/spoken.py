@@ -129,7 +129,7 @@ def clip_meta(idx: np.ndarray) -> dict[str, np.ndarray]:
 def _clean_features(split: str, codes: tuple[str, ...]) -> np.ndarray:
     z = shipped()
     idx = select(split, codes)
-    return audio.features([z["clips"][i] for i in idx], z["mel_mean"], z["mel_std"])
+    return audio.log_mel_features([z["clips"][i] for i in idx], z["mel_mean"], z["mel_std"])
 
 
 def spoken_features(
@@ -144,7 +144,7 @@ def spoken_features(
     else:
         clips = [z["clips"][i] for i in idx]
         pool = np.stack([audio.fit_window(c) for c in clips])
-        x = audio.features(clips, z["mel_mean"], z["mel_std"], seed=seed, babble_pool=pool,
+        x = audio.log_mel_features(clips, z["mel_mean"], z["mel_std"], seed=seed, babble_pool=pool,
                            **degradations)
     return x, z["digit"][idx].astype(np.int64), clip_meta(idx)
 
