@@ -39,6 +39,19 @@ WEIGHT_TOL = 1e-6  # how far the fusion weights may sum from 1
 FILLS = ("zeros", "mean")
 FUSED = "fused_features"
 _BUNDLE: dict = {}  # the last set of models trained together: their ids and their bundle
+# How the notebooks name each method of `run_seed`, and the missing-modality ways
+LABELS = {"image_only": "image only", "audio_only": "audio only",
+          "early": "early (feature-level)", "intermediate": "intermediate",
+          "intermediate_dropout": "intermediate + modality dropout", "late_equal": "late, w = 0.5",
+          "late_tuned": "late, w tuned on val", "late_product": "late, product rule"}
+# ways to cope with a missing modality: `missing_<modality>_<way>` keys of fusion.missing_probs
+MISSING_WAYS = {"late": "late: fall back to the present modality",
+                "early": "early: zeros for the missing features",
+                "early_mean": "early: training-mean features",
+                "early_dropout": "early trained with modality dropout, zeros",
+                "intermediate": "intermediate: zeros for the missing features",
+                "intermediate_mean": "intermediate: training-mean features",
+                "intermediate_dropout": "intermediate trained with modality dropout, zeros"}
 
 
 def check_probs(

@@ -7,7 +7,7 @@ the Figure without showing it: call `plt.show()` in the notebook.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,6 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix
 
+from .fusion import LABELS, MISSING_WAYS, check_ws
 from .metrics import to_labels
 
 
@@ -227,3 +228,84 @@ def fusion_diagram(
     ax.set_title(_LEVEL_TITLES[level], fontsize=10)
     ax.axis("off")
     return ax.figure
+
+
+def plot_sweep(
+    ws: np.ndarray,
+    val_curves: np.ndarray,
+    test_curves: np.ndarray,
+    lines: Mapping[str, tuple[float, float]],
+    best_ws: Sequence[float],
+) -> plt.Figure:
+    """Late-fusion accuracy vs w on validation and test (mean +- std over seeds as bands), with
+    horizontal reference lines (e.g. image only, audio only, early fusion: mean, std) and the
+    validation-optimal w of each seed as ticks."""
+    ws = check_ws(ws)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for curves, label, color in ((val_curves, "late fusion, validation", "C0"),
+                                 (test_curves, "late fusion, test", "C1")):
+        curves = np.asarray(curves)
+        if curves.ndim != 2 or curves.shape[1] != len(ws):
+            raise ValueError(f"curves have shape {curves.shape}; expected (seeds, {len(ws)})")
+        mean, std = curves.mean(axis=0), curves.std(axis=0)
+        ax.plot(ws, mean, color=color, lw=2, label=label)
+        ax.fill_between(ws, mean - std, mean + std, color=color, alpha=0.2)
+    for (label, (mean, std)), color in zip(lines.items(), ("C2", "C4", "C3", "C5", "C6"),
+                                           strict=False):
+        ax.axhline(mean, color=color, ls="--", label=f"{label} (test)")
+        ax.axhspan(mean - std, mean + std, color=color, alpha=0.08)
+    for i, w in enumerate(best_ws):
+        ax.axvline(w, ymax=0.06, color="k", lw=2, label="best w on validation (per seed)"
+                   if i == 0 else None)
+    ax.set(xlabel="w (weight of the image; 1 - w on audio)", ylabel="accuracy", xlim=(0, 1),
+           title="Late fusion: accuracy vs weight (bands: +-1 std over seeds)")
+    ax.legend(fontsize=8, loc="lower center", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_robustness(rows: Sequence[dict], defaults: Mapping[str, float]) -> plt.Figure:
+    """Test accuracy of each method as one modality gets noisier (rows from robustness_rows).
+
+    `defaults` maps each kind ("snr_db", "image_noise") to the training level, marked dotted.
+    """
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 4), squeeze=False)
+    titles = {"snr_db": ("audio SNR (dB), lower is noisier", True),
+              "image_noise": ("image noise sigma, higher is noisier", False)}
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+            sel = sorted((r for r in rows if r["kind"] == kind and r["method"] == method),
+                         key=lambda r: r["level"])
+            ax.errorbar([r["level"] for r in sel], [r["accuracy"] for r in sel],
+                        yerr=[r["accuracy_std"] for r in sel], marker="o", ms=4, capsize=3,
+                        color=f"C{i}", label=LABELS.get(method, method))
+        xlabel, invert = titles.get(kind, (kind, False))
+        if defaults.get(kind) is not None:
+            ax.axvline(defaults[kind], color="0.5", ls=":", label="trained at")
+        if invert:
+            ax.invert_xaxis()
+        ax.set(xlabel=xlabel, ylabel="test accuracy", title=f"Models trained once; test {kind}")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_missing(summary: Mapping[str, float]) -> plt.Figure:
+    """Test accuracy with one modality missing, per way of coping (summarize_runs output).
+
+    Draws each way of `MISSING_WAYS` whose `missing_audio_<way>` key is in `summary`.
+    """
+    ways = [(w, label) for w, label in MISSING_WAYS.items() if f"missing_audio_{w}" in summary]
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    width = 0.8 / len(ways)
+    for i, (way, label) in enumerate(ways):
+        keys = [f"missing_{m}_{way}" for m in ("audio", "image")]
+        ax.bar(np.arange(2) + i * width, [summary[k] for k in keys], width,
+               yerr=[summary[f"{k}_std"] for k in keys], capsize=3, label=label)
+    ax.set_xticks(np.arange(2) + width * (len(ways) - 1) / 2,
+                  ["audio missing at test", "image missing at test"])
+    ax.set(ylabel="test accuracy", title="One modality missing at test time (mean +- std)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -193,17 +193,6 @@ def few_shot_indices(y: np.ndarray, k: int, *, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def few_shot(x: np.ndarray | dict, y: np.ndarray, k: int, *, seed: int) -> tuple:
-    """(x_k, y_k): k labelled examples per class; `x` may be a dict modality -> array."""
-    x, n = check_inputs(x)
-    y = np.asarray(y)
-    if len(y) != n:
-        raise ValueError(f"y has {len(y)} labels but x has {n} samples; expected equal counts")
-    idx = few_shot_indices(y, k, seed=seed)
-    x_k = {m: v[idx] for m, v in x.items()} if isinstance(x, dict) else x[idx]
-    return x_k, y[idx]
-
-
 def encoder_features(model: keras.Model, x: np.ndarray | dict, *,
                      batch_size: int = 512) -> np.ndarray:
     """Encoder features (n, d) of a `classifier` (or an encoder's outputs), in inference mode."""

@@ -9,17 +9,14 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from mmlearn_helpers.fusion import best_weight, late_fusion
+from mmlearn_helpers.plots import plot_missing, plot_robustness, plot_sweep
 from mmlearn_helpers.widgets import (
     READOUT_CLASS,
     SLIDER_CLASS,
     SNR_CLASS,
     SNR_READOUT_CLASS,
-    find_widget,
     fusion_explorer,
     fusion_figure,
-    plot_missing,
-    plot_robustness,
-    plot_sweep,
     readout_text,
     snr_explorer,
     snr_figure,
@@ -27,6 +24,24 @@ from mmlearn_helpers.widgets import (
 )
 
 matplotlib.use("Agg")
+
+
+def find_widget(container: widgets.Widget, css_class: str) -> widgets.Widget:
+    """The one widget inside `container` (depth first) that carries `css_class`."""
+    found = []
+
+    def walk(widget):
+        if css_class in getattr(widget, "_dom_classes", ()):
+            found.append(widget)
+        for child in getattr(widget, "children", ()):
+            walk(child)
+
+    walk(container)
+    if len(found) != 1:
+        raise ValueError(f"container holds {len(found)} widgets with class {css_class!r}; "
+                         "expected exactly one")
+    return found[0]
+
 READOUT = re.compile(r"^w=(\d\.\d\d) \| accuracy=(\d\.\d{4}) \| macro_f1=(\d\.\d{4})$")
 
 
