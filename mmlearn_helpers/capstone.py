@@ -37,6 +37,7 @@ from . import crossmodal, features, fusion, metrics, transfer
 from . import finetune as ft
 from .checks import check_float, check_int, check_rate
 from .data import Dataset
+from .data.dataset import N_CLASSES
 from .metrics import evaluate, summarize
 from .models import HEAD, classifier, count_params
 from .training import check_inputs, fit_steps, predict_proba
@@ -145,7 +146,7 @@ def _scratch_builders(
         def build(seed: int) -> keras.Model:
             keras.utils.set_random_seed(seed)
             encoder = fusion.modality_encoder(shapes[m], pool=SCRATCH_POOL.get(m, 1))
-            return classifier(encoder, 10)
+            return classifier(encoder, N_CLASSES)
         return build
 
     def same_arch(seed: int) -> keras.Model:  # the speech source's architecture, fresh weights

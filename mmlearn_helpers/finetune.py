@@ -25,6 +25,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
 from .checks import check_float, check_int, check_labels, check_seed
+from .data.dataset import N_CLASSES
 from .device import in_scope, scope
 from .fusion import FUSED, ModalityDropout, nested_encoders
 from .metrics import evaluate
@@ -50,7 +51,7 @@ def _filters(encoder: keras.Model) -> tuple[int, ...]:
 def pretrained_fusion_model(
     sources: Mapping[str, keras.Model],
     input_shapes: Mapping[str, Sequence[int]] | None = None,
-    n_classes: int = 10,
+    n_classes: int = N_CLASSES,
     *,
     masked: bool = False,
     modality_dropout: float = 0.0,
@@ -261,7 +262,7 @@ def subset_scores(
             f"{prefix}_f1": float(f1_score(y_true, y_pred, **kw))}
 
 
-def class_weights(y: np.ndarray, n_classes: int = 10) -> dict[int, float]:
+def class_weights(y: np.ndarray, n_classes: int = N_CLASSES) -> dict[int, float]:
     """Class -> weight n / (n_classes * count) (scikit-learn's "balanced"), for `fit`."""
     y = np.asarray(y)
     check_labels(y, n_classes=n_classes)
@@ -364,7 +365,7 @@ def _check_stage(stage: object, i: int, unit: str) -> tuple[str, int, float]:
 class StagedModel:
     """One compiled copy of a multimodal model per freezing schedule; weights move between them.
 
-    `training.fit` compiles a model once per trainable layout (about 1 s on a small CPU), so
+    `training.fit` compiles a model once per trainable layout (a cost `make bench` measures), so
     switching one model between "frozen" and "all" recompiles at every stage. Here each schedule
     has its own copy of the architecture that stays in its layout; `run` carries the weights from
     copy to copy. `build()` must return the same architecture each time (e.g. a

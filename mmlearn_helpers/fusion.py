@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from . import device
 from .checks import check_float, check_int, check_ints, check_labels, check_rate
+from .data.dataset import N_CLASSES
 from .device import in_scope
 from .metrics import accuracy, compare
 from .models import BN_MOMENTUM, HEAD, classifier, conv_encoder
@@ -302,7 +303,7 @@ def _joint(feats: list, n_classes: int, hidden: tuple[int, ...], dropout: float,
 @in_scope
 def intermediate_fusion_model(
     input_shapes: Mapping[str, Sequence[int]],
-    n_classes: int = 10,
+    n_classes: int = N_CLASSES,
     *,
     filters: Sequence[int] = (16, 32, 32),
     hidden: Sequence[int] = (64,),
@@ -339,7 +340,7 @@ def intermediate_fusion_model(
 @in_scope
 def feature_fusion_model(
     input_shapes: Mapping[str, Sequence[int]],
-    n_classes: int = 10,
+    n_classes: int = N_CLASSES,
     *,
     stem_filters: int = 16,
     hidden: Sequence[int] = (64,),
@@ -376,7 +377,7 @@ def feature_fusion_model(
 @in_scope
 def early_fusion_model(
     input_shapes: Mapping[str, Sequence[int]],
-    n_classes: int = 10,
+    n_classes: int = N_CLASSES,
     *,
     filters: Sequence[int] = (16, 32, 32),
     pool: Mapping[str, int] | None = None,
@@ -491,7 +492,7 @@ def build_fusion_models(
     dropout: float = 0.0,
     pool: Mapping[str, int] | None = None,
     modality_dropout: float = 0.3,
-    n_classes: int = 10,
+    n_classes: int = N_CLASSES,
 ) -> dict[str, keras.Model]:
     """The models the fusion notebook compares, freshly initialized from `seed`.
 

@@ -14,6 +14,7 @@ import keras
 from keras import layers
 
 from .checks import check_float, check_int
+from .data.dataset import N_CLASSES
 from .device import in_scope
 
 ENCODER = "encoder"
@@ -111,7 +112,8 @@ def mlp_encoder(
 
 @in_scope
 def classifier(
-    encoder: keras.Model, n_classes: int = 10, *, dropout: float = 0.0, name: str = "classifier"
+    encoder: keras.Model, n_classes: int = N_CLASSES, *, dropout: float = 0.0,
+    name: str = "classifier",
 ) -> keras.Model:
     """Encoder -> dropout -> softmax Dense named "head"; the encoder stays one nested layer.
 

@@ -17,6 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix
 
+from .data.dataset import N_CLASSES
 from .fusion import LABELS, MISSING_WAYS, check_ws
 from .metrics import to_labels
 
@@ -73,7 +74,7 @@ def confusion_matrix_plot(
     y_true: np.ndarray,
     y_pred_or_probs: np.ndarray,
     *,
-    n_classes: int = 10,
+    n_classes: int = N_CLASSES,
     normalize: bool = True,
     title: str = "Confusion matrix",
     ax: Axes | None = None,

@@ -56,8 +56,8 @@ CANDIDATES: dict[str, dict] = {
 BLUEPRINT = "16-32-32 average"
 CHOSEN, RANDOM = "chosen on the source", "random candidate (expected)"
 
-# Models reused across calls, per (architecture, recipe): each is compiled once (about 1 s on a
-# small CPU) and gets a start's weights before every run.
+# Models reused across calls, per (architecture, recipe): each is compiled once (see `make bench`)
+# and gets a start's weights before every run.
 _MODELS: dict[tuple, keras.Model] = {}
 SEARCH_CACHE_FORMAT = 1
 
@@ -80,7 +80,8 @@ def start_from(
     return copy_weights(encoder_of(source), encoder_of(model), layers)
 
 
-def matched_mlp_units(input_shape: Sequence[int], n_params: int, *, n_classes: int = 10) -> int:
+def matched_mlp_units(input_shape: Sequence[int], n_params: int, *,
+                      n_classes: int = N_CLASSES) -> int:
     """Width of a one-hidden-layer `mlp_encoder` whose classifier has about `n_params` weights."""
     check_int(n_params, "n_params", low=1)
     n_in = int(np.prod(mlp_encoder(input_shape, (1,)).inputs[0].shape[1:]))

@@ -477,7 +477,7 @@ def pretrained_source(
 
 
 # Keras models reused by `learning_curve`, per (method, encoder config, input shape, classes):
-# each is traced once (about 0.5 s per batch shape) and reset before every run.
+# each is traced once per batch shape and reset before every run.
 _RUNNERS: dict[tuple, keras.Model] = {}
 
 
