@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -91,19 +90,48 @@ def avmnist_measurements(data_dir: str | None, profile: str = "fast") -> dict:
     }
 
 
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it, from Linux's /proc (just `pid` elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        todo += children.get(out[-1], [])
+    return out
+
+
+def _peak_mib(pids: list[int]) -> float:
+    """The largest peak resident memory (VmHWM) of these processes, in MiB (0 without /proc)."""
+    peaks = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        peaks += [int(line.split()[1]) / 1024 for line in status.splitlines()
+                  if line.startswith("VmHWM:")]
+    return max(peaks, default=0.0)
+
+
 def _run_alone(stem: str, out_dir: str) -> tuple[float, float, bool]:
-    """Run one notebook in its own runner process: (seconds, peak RSS in MiB of the runner or its
-    kernel, whichever is larger: os.wait4 reports the child's and its descendants' peak), ok."""
-    start = time.perf_counter()
+    """Run one notebook in its own runner process: (seconds, peak MiB of its largest process, ok).
+
+    The peak is each process's own high-water mark (VmHWM), read every half second from the
+    runner and its kernel while they run: the kernel's, as a rule.
+    """
+    start, peak = time.perf_counter(), 0.0
     proc = subprocess.Popen([sys.executable, "-m", "mmlearn_helpers.run", stem, "--out", out_dir],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if hasattr(os, "wait4"):
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode, peak_kb = os.waitstatus_to_exitcode(status), usage.ru_maxrss
-    else:  # no per-child usage: the largest child so far
-        proc.wait()
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return time.perf_counter() - start, peak_kb / 1024, proc.returncode == 0
+    while proc.poll() is None:
+        peak = max(peak, _peak_mib(_descendants(proc.pid)))
+        time.sleep(0.5)
+    return time.perf_counter() - start, peak or float("nan"), proc.returncode == 0
 
 
 def cell_seconds(executed: Path) -> list[tuple[float, str]]:
