@@ -179,7 +179,7 @@ def test_bad_budgets_are_refused():
         capstone.check_budget({k: v for k, v in TINY.items() if k != "steps"})
     with pytest.raises(ValueError, match=r"budget\['steps'\]=0 should be an int >= 1"):
         capstone.check_budget({**TINY, "steps": 0})
-    with pytest.raises(ValueError, match=r"budget\['lr'\]=2 should be a learning rate"):
+    with pytest.raises(ValueError, match=r"budget\['lr'\]=2 should be a float in \(0, 1\)"):
         capstone.check_budget({**TINY, "lr": 2})
     with pytest.raises(ValueError, match="n=0"):
         capstone.steps_per_epoch(0, 32)
@@ -204,8 +204,10 @@ def test_run_seed_refuses_bad_arguments(tiny):
         capstone.run_seed(data, {**sources, "audio": "model"}, **ok)
     with pytest.raises(TypeError, match="cache is a list"):
         capstone.run_seed(data, sources, **{**ok, "cache": []})
-    with pytest.raises(ValueError, match="check_factors=.*positive numbers"):
+    with pytest.raises(ValueError, match=r"check_factors\[0\]=0 should be a float > 0"):
         capstone.run_seed(data, sources, **ok, check_factors=(0,))
+    with pytest.raises(TypeError, match="check_factors=2; expected a list of positive numbers"):
+        capstone.run_seed(data, sources, **ok, check_factors=2)
     with pytest.raises(ValueError, match="cache holds models built for other data or sources"):
         capstone.run_seed(data, sources, **{**ok, "cache": {"shapes": {"image": (1, 1, 1)}}})
     other = {"image": sources["audio"], "audio": sources["image"]}  # same shapes, other weights

@@ -75,7 +75,7 @@ def test_probe_runs_refuses_too_large_k_and_unknown_probe(digits):
         probe_runs(sets, train.y, test.y, ks=(500,), verbose=False)
     with pytest.raises(ValueError, match="kind='mlp'"):
         probe_runs(sets, train.y, test.y, probes=("mlp",), verbose=False)
-    with pytest.raises(ValueError, match="ks holds"):
+    with pytest.raises(ValueError, match=r"ks\[0\]=0 should be an int >= 1"):
         probe_runs(sets, train.y, test.y, ks=(0,), verbose=False)
 
 

@@ -161,7 +161,7 @@ def test_fit_steps_counts_steps_not_epochs(sources):
         losses = fit_steps(model, x, y, steps=6, lr=1e-3, seed=0, every=2, callback=seen.append)
         assert len(losses) == 6 and seen == [2, 4, 6]
         assert int(model.optimizer.iterations.numpy()) == 6  # one Adam, not restarted by callback
-    with pytest.raises(ValueError, match="steps=0 should be a positive int"):
+    with pytest.raises(ValueError, match="steps=0 should be an int >= 1"):
         fit_steps(model, x, y, steps=0, lr=1e-3, seed=0)
     with pytest.raises(ValueError, match="every and callback go together"):
         fit_steps(model, x, y, steps=2, lr=1e-3, seed=0, every=1)
@@ -181,7 +181,7 @@ def test_staged_model_runs_in_steps(sources):
     assert int(model.optimizer.iterations.numpy()) == 5
     with pytest.raises(ValueError, match="unit='batches'"):
         runner.run(start, x, y, stages=[("all", 1, 1e-3)], seed=0, unit="batches")
-    with pytest.raises(ValueError, match="stages\\[0\\] has steps=0"):
+    with pytest.raises(ValueError, match=r"stages\[0\]\[1\] \(steps\)=0 should be an int >= 1"):
         runner.run(start, x, y, stages=[("all", 0, 1e-3)], seed=0, unit="steps")
 
 

@@ -146,9 +146,8 @@ def test_sweep_ends_are_the_single_modalities_and_best_weight_uses_the_given_spl
 @pytest.mark.parametrize(
     "y, ws, message",
     [
-        (np.array([0, 1]), None, r"y has 2 labels but the probabilities have 3 rows"),
-        (np.array([0, 1, 5]), None, r"y holds labels from 0 to 5; expected class indices 0\.\.2"),
-        (np.array([0.0, 1.0, 2.0]), None, r"y has shape \(3,\) and dtype float64"),
+        (np.array([0, 1]), None, r"y has 2 labels but probs_a has 3; expected equal counts"),
+        (np.array([0, 1, 5]), None, r"y holds labels \[5\]; expected class indices 0\.\.2"),
         (np.array([0, 1, 2]), [0.5, 1.2], r"ws=\[0\.5, 1\.2\]"),
         (np.array([0, 1, 2]), [], r"ws=\[\]"),
     ],
@@ -156,6 +155,11 @@ def test_sweep_ends_are_the_single_modalities_and_best_weight_uses_the_given_spl
 def test_sweep_refuses_bad_labels_and_weights(y, ws, message):
     with pytest.raises(ValueError, match=message):
         sweep(P_IMG, P_AUD, y, ws)
+
+
+def test_sweep_refuses_labels_that_are_not_integers():
+    with pytest.raises(TypeError, match=r"y has shape \(3,\) and dtype float64"):
+        sweep(P_IMG, P_AUD, np.array([0.0, 1.0, 2.0]))
 
 
 def test_sweep_names_its_probability_arguments():
@@ -312,7 +316,7 @@ def test_intermediate_fusion_has_a_joint_hidden_layer_and_a_linear_head_is_a_pro
     experts = softmax(logits_audio) * softmax(logits_image)
     np.testing.assert_allclose(predict_early(linear, x), experts / experts.sum(1, keepdims=True),
                                atol=1e-5)
-    with pytest.raises(ValueError, match="hidden="):
+    with pytest.raises(ValueError, match=r"hidden\[0\]=0 should be an int >= 1"):
         intermediate_fusion_model(shapes, hidden=(0,))
     with pytest.raises(ValueError, match="dropout="):
         intermediate_fusion_model(shapes, dropout=1.0)

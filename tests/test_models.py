@@ -163,7 +163,7 @@ def test_fit_and_predict_refuse_bad_arguments(digits):
         fit(model, x[:10], y[:10], epochs=1, lr=1e-3, seed=-1)
     with pytest.raises(ValueError, match="10 labels but x has 11"):
         fit(model, x[:11], y[:10], epochs=1, lr=1e-3, seed=0)
-    with pytest.raises(ValueError, match="expected 0..9"):
+    with pytest.raises(ValueError, match=r"expected class indices 0\.\.9"):
         fit(model, x[:10], y[:10] + 5, epochs=1, lr=1e-3, seed=0)
     bad = x[:10].copy()
     bad[0, 0, 0, 0] = np.nan

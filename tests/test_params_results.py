@@ -24,8 +24,7 @@ def test_unknown_profile_is_refused(profile):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"seed": -1}, "seed=-1 should be a non-negative integer"),
-        ({"seed": 1.5}, "seed=1.5 should be"),
+        ({"seed": -1}, "seed=-1 should be an int >= 0"),
         ({"dataset": "cifar"}, "dataset='cifar' is unknown; expected one of"),
         ({"data_dir": "/no/such/folder"}, "data_dir='/no/such/folder' is not a folder"),
         ({"profile": "slow"}, "profile='slow' is not a profile"),
@@ -36,6 +35,11 @@ def test_bad_parameters_name_the_argument(tmp_path, kwargs, message):
             "results_dir": tmp_path}
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_parameters(**{**args, **kwargs})
+
+
+def test_a_seed_of_the_wrong_type_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match="seed=1.5 is a float; expected an int >= 0"):
+        check_parameters("fast", 1.5, "digits", None, tmp_path)
 
 
 def test_results_dir_that_cannot_be_written_is_refused(tmp_path):

@@ -120,11 +120,11 @@ def test_fusion_figure_is_the_static_twin(probs):
     [
         (lambda p: (p[0], p[1][:200], p[2]), {},
          r"probs_audio has shape \(200, 10\) but probs_image has \(300, 10\)"),
-        (lambda p: (p[0], p[1], p[2][:10]), {}, r"y has 10 labels but the probabilities"),
+        (lambda p: (p[0], p[1], p[2][:10]), {}, r"y has 10 labels but probs_image has 300"),
         (lambda p: (np.where(p[0] > 0.5, np.nan, p[0]), p[1], p[2]), {}, "probs_image holds NaN"),
         (lambda p: (p[0] * 2, p[1], p[2]), {}, r"probs_image row 0 sums to"),
-        (lambda p: p, {"w": 1.3}, r"w=1\.3 should be a weight in \[0, 1\]"),
-        (lambda p: p, {"best_w": -0.2}, r"best_w=-0\.2 should be a weight"),
+        (lambda p: p, {"w": 1.3}, r"w=1\.3 should be a float in \[0, 1\] \(the image's share\)"),
+        (lambda p: p, {"best_w": -0.2}, r"best_w=-0\.2 should be a float in \[0, 1\]"),
     ],
 )
 def test_explorer_refuses_bad_inputs(probs, args, kwargs, message):
