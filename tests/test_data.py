@@ -297,6 +297,7 @@ def test_waveform_pipeline_resamples_downmixes_and_refuses_low_rates():
         (lambda: load_dataset("av_digits", image_noise="x"), TypeError, "image_noise='x'"),
         (lambda: load_dataset("digits", snr_db=3), TypeError, "snr_db"),
         (lambda: load_dataset("digits", seed="0"), TypeError, "seed='0'"),
+        (lambda: load_dataset("digits", seed=-1), ValueError, "seed=-1 should be an int >= 0"),
         (lambda: load_dataset("printed_digits", n=-1), ValueError, "n=-1"),
         (lambda: load_dataset("printed_digits", fonts=("Arial.ttf",)), ValueError, "fonts="),
         (lambda: playback_clips(digit=11), ValueError, "digit=11"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_seed
 from . import audio
 from .audio import N_FRAMES, N_MELS, SAMPLE_RATE
 from .dataset import SOURCE_SPLIT, SPLITS, Dataset, check_split
@@ -78,8 +79,7 @@ def load_dataset(
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name={name!r} is not a known dataset; expected one of {DATASETS}")
     check_split(split, (SOURCE_SPLIT, *SPLITS) if name == "spoken_digits" else SPLITS)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed={seed!r}; expected an integer")
+    check_seed(seed)
     unknown = sorted(set(options) - set(OPTIONS[name]))
     if unknown:
         raise TypeError(
