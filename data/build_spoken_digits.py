@@ -254,13 +254,16 @@ def build() -> dict:
 
 
 def write_manifest(summary: dict) -> None:
-    """sha256 and size of every shipped data file, plus the build summary."""
-    files = {
-        p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
-        for p in sorted(ROOT.glob("*.npz"))
-    }
-    build_info = {k: v for k, v in summary.items() if k != "build_seconds"}
-    MANIFEST.write_text(json.dumps({"files": files, "build": build_info}, indent=2) + "\n")
+    """Update the manifest: this build's summary and the sha256 and size of its file.
+
+    The other builds' entries (the text digits, the chars2vec weights) are kept as they are.
+    """
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    manifest.setdefault("files", {})[OUT.name] = {
+        "sha256": hashlib.sha256(OUT.read_bytes()).hexdigest(), "bytes": OUT.stat().st_size}
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    manifest["build"] = {k: v for k, v in summary.items() if k != "build_seconds"}
+    MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

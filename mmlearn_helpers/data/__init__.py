@@ -2,7 +2,8 @@
 
 Names: "digits" (scikit-learn handwritten, image), "printed_digits" (matplotlib fonts, image),
 "spoken_digits" (espeak-ng voices, audio), "av_digits" (image + audio of the same digit),
-"avmnist" (real MNIST + Free Spoken Digit Dataset; needs `data_dir` or the download cache).
+"avmnist" (real MNIST + Free Spoken Digit Dataset; needs `data_dir` or the download cache),
+"text_digits" (the words 0-9 in many languages from num2words, with writing noise; see `text`).
 """
 
 from __future__ import annotations
@@ -11,31 +12,35 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import check_seed
+from ..checks import check_choice, check_float, check_seed
 from . import audio
 from .audio import N_FRAMES, N_MELS, SAMPLE_RATE
 from .dataset import SOURCE_SPLIT, SPLITS, Dataset, check_split
 from .images import handwritten_digits, printed_digits
 from .paired import degrade_images, pair_by_label
 from .spoken import languages, playback_clips, shipped, spoken_features
+from .text import pair_texts, text_digits, text_vectorizer
 
-DATASETS = ("digits", "printed_digits", "spoken_digits", "av_digits", "avmnist")
+DATASETS = ("digits", "printed_digits", "spoken_digits", "av_digits", "avmnist", "text_digits")
 _AUDIO_OPTIONS = ("language", "snr_db", "noise", "speed", "pitch", "reverb", "gain_db")
 _IMAGE_OPTIONS = ("image_noise", "occlusion")
+_TEXT_OPTIONS = ("language", "noise", "n")
 _PRINTED_OPTIONS = ("n", "rotation", "scale", "shift", "shear", "stroke", "noise", "elastic",
                     "blur", "quantize", "fonts")
 OPTIONS = {
     "digits": _IMAGE_OPTIONS,
     "printed_digits": _PRINTED_OPTIONS,
     "spoken_digits": _AUDIO_OPTIONS,
-    "av_digits": _AUDIO_OPTIONS + _IMAGE_OPTIONS,
+    "av_digits": _AUDIO_OPTIONS + _IMAGE_OPTIONS + ("text", "text_noise"),
     "avmnist": tuple(a for a in _AUDIO_OPTIONS if a != "language")
     + _IMAGE_OPTIONS + ("reduced", "n", "download"),
+    "text_digits": _TEXT_OPTIONS,
 }
 
 __all__ = [
     "DATASETS", "N_FRAMES", "N_MELS", "OPTIONS", "SAMPLE_RATE", "SPLITS", "Dataset", "audio",
-    "load_dataset", "languages", "playback_clips", "shipped", "waveform_features",
+    "load_dataset", "languages", "playback_clips", "shipped", "text_vectorizer",
+    "waveform_features",
 ]
 
 
@@ -74,7 +79,9 @@ def load_dataset(
     English voices that only the speech source is trained on. Options per name are listed in
     OPTIONS: image degradations (image_noise, occlusion), audio ones (language, snr_db, noise,
     speed, pitch, reverb, gain_db; see `audio.degrade`), printed-digit jitter (see
-    `images.render_printed`).
+    `images.render_printed`). "text_digits" gives x["text"], strings (see `text.text_digits`:
+    language, noise in [0, 1], n); "av_digits" with text=True adds x["text"], a string of each
+    pair's digit in its clip's language from the same split (writing noise `text_noise`).
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name={name!r} is not a known dataset; expected one of {DATASETS}")
@@ -85,6 +92,9 @@ def load_dataset(
         raise TypeError(
             f"{unknown} are not options of {name!r}; expected some of {OPTIONS[name]}"
         )
+    if name == "text_digits":
+        x, y, meta = text_digits(split, seed=seed, **options)
+        return Dataset(name, split, {"text": x}, y, meta)
     if name == "avmnist":
         from .avmnist import load_avmnist
 
@@ -101,7 +111,22 @@ def load_dataset(
     if name == "spoken_digits":
         x, y, meta = spoken_features(split, seed=seed, **audio_opts)
         return Dataset(name, split, {"audio": x}, y, meta)
-    return _av_digits(split, seed, image_opts, audio_opts)
+    dataset = _av_digits(split, seed, image_opts, audio_opts)
+    return _with_text(dataset, seed, **_split_options(options, ("text", "text_noise")))
+
+
+def _with_text(dataset: Dataset, seed: int, text: bool = False, text_noise: float = 0.0
+               ) -> Dataset:
+    """av_digits as it is, or with x["text"]: per pair a string of its digit in its language."""
+    check_choice(text, "text", (False, True))
+    if check_float(text_noise, "text_noise", low=0, high=1) and not text:
+        raise ValueError(f"text_noise={text_noise!r} acts on x['text'] only; expected text=True")
+    if not text:
+        return dataset
+    strings, meta = pair_texts(dataset.y, dataset.meta["language"], dataset.split,
+                               noise=text_noise, seed=seed)
+    return Dataset(dataset.name, dataset.split, dataset.x | {"text": strings}, dataset.y,
+                   dataset.meta | {f"text_{k}": v for k, v in meta.items()})
 
 
 def _av_digits(split: str, seed: int, image_opts: dict, audio_opts: dict) -> Dataset:
