@@ -323,11 +323,11 @@ def encode(texts: Sequence[str] | np.ndarray, *, max_len: int = MAX_LEN) -> np.n
     """
     max_len = check_int(max_len, "max_len", low=1)
     texts = np.asarray(texts)
+    if texts.shape == (0,):
+        return np.zeros((0, max_len), np.int32)
     if texts.ndim != 1 or texts.dtype.kind not in "UO":
         raise ValueError(f"texts has shape {texts.shape} and dtype {texts.dtype}; expected a "
                          "list of strings")
-    if texts.size == 0:
-        return np.zeros((0, max_len), np.int32)
     ids = np.asarray(_shared_vectorizer()(texts.astype(str)), dtype=np.int32)
     if max_len <= MAX_LEN:
         return ids[:, :max_len]
