@@ -118,16 +118,18 @@ def text_encoder(
     *,
     embed_dim: int = 16,
     kernel_size: int = 3,
-    pooling: str = "max",
+    pooling: str = "average",
     name: str = ENCODER,
 ) -> keras.Model:
     """Character ids (max_len,) -> embedding -> conv blocks (1-D conv, BatchNorm, ReLU, 2-pool).
 
     Reads the int ids of `data.text.encode` (given as floats too: the embedding casts them back
     to ints, exactly for any vocabulary below 2**24). Layers are named `char_embedding`,
-    `block{i}_conv` / `block{i}_bn`, as in `conv_encoder`. `pooling` "max" (global max pooling,
-    default: is a character pattern anywhere in the string?) or "average" turns the last map
-    into `filters[-1]` features, wherever in its frame the word stands.
+    `block{i}_conv` / `block{i}_bn`, as in `conv_encoder`. `pooling` "average" (default) or "max"
+    (is a character pattern anywhere in the string?) turns the last map into `filters[-1]`
+    features, wherever in its frame the word stands. Max pooling also takes the padding's
+    positions, whose value is the same for every short string: such a feature can be almost
+    constant on a few labels, and the logistic head's standardization then blows it up.
     """
     max_len = check_int(max_len, "max_len", low=1)
     vocab_size = check_int(vocab_size, "vocab_size", low=2)

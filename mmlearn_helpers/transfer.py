@@ -76,7 +76,7 @@ SOURCE_AUGMENT = {
 SOURCE_SPLITS = {"printed_digits": "train", "spoken_digits": "source", "text_digits": "train"}
 # Encoder architecture per modality when `pretrained_source` is given no filters or pooling.
 SOURCE_ARCHITECTURE = {"image": ((16, 32, 32), "average"), "audio": ((16, 32, 32), "average"),
-                       "text": ((32, 64), "max")}
+                       "text": ((32, 64), "average")}
 # Named source recipes: what `pretrained_source(..., recipe=name)` changes from the defaults
 # (encoder `filters` and `pooling`, and `augment`, which replaces SOURCE_AUGMENT). An augment
 # recipe's "options" may be a list (copy i uses options[i % len]); "mask" blanks one random band

@@ -10,6 +10,7 @@ from mmlearn_helpers import data as data_module
 from mmlearn_helpers import transfer
 from mmlearn_helpers.data import text as tx
 from mmlearn_helpers.models import classifier, encoder_of, text_encoder
+from mmlearn_helpers.settings import TEXT_01
 from mmlearn_helpers.training import predict_proba
 
 VOCAB = len(tx.vocabulary())
@@ -152,7 +153,7 @@ def test_english_text_transfers_to_german_at_one_label_per_class(text_sources):
     """Frozen English features beat scratch on noisy German (new frames) with k=1, every seed."""
     data = transfer.text_target("de", noise=0.3)
     rows, _ = transfer.learning_curve(text_sources, *data, ks=(1,), methods=("scratch", "frozen"),
-                                      steps=60, epochs=15, verbose=False)
+                                      verbose=False, **TEXT_01)
     acc = {(r["method"], r["seed"]): r["accuracy"] for r in rows}
     gaps = [acc["frozen", s] - acc["scratch", s] for s in (0, 1, 2)]
     assert min(gaps) > 0 and np.mean(gaps) > 0.1, gaps
