@@ -1,4 +1,4 @@
-"""Small Keras models: one conv-block blueprint for images and spectrograms, an MLP, a classifier.
+"""Small Keras models: conv blocks for images and spectrograms, a character encoder, an MLP, a head.
 
 Every layer that holds weights has a fixed name (`block{i}_conv`, `block{i}_bn`, `dense{i}`,
 `head`), so weights can be copied between two models by name (see `transfer.copy_weights`), even
@@ -108,6 +108,49 @@ def mlp_encoder(
         h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dense{i}_bn")(h)
         h = layers.ReLU(name=f"dense{i}_relu")(h)
     return keras.Model(inputs, h, name=name)
+
+
+@in_scope
+def text_encoder(
+    max_len: int,
+    vocab_size: int,
+    filters: Sequence[int] = (32, 64),
+    *,
+    embed_dim: int = 16,
+    kernel_size: int = 3,
+    pooling: str = "average",
+    name: str = ENCODER,
+) -> keras.Model:
+    """Character ids (max_len,) -> embedding -> conv blocks (1-D conv, BatchNorm, ReLU, 2-pool).
+
+    Reads the int ids of `data.text.encode` (given as floats too: the embedding casts them back
+    to ints, exactly for any vocabulary below 2**24). Layers are named `char_embedding`,
+    `block{i}_conv` / `block{i}_bn`, as in `conv_encoder`. `pooling` "average" (default) or "max"
+    (is a character pattern anywhere in the string?) turns the last map into `filters[-1]`
+    features, wherever in its frame the word stands. Max pooling also takes the padding's
+    positions, whose value is the same for every short string: such a feature can be almost
+    constant on a few labels, and the logistic head's standardization then blows it up.
+    """
+    max_len = check_int(max_len, "max_len", low=1)
+    vocab_size = check_int(vocab_size, "vocab_size", low=2)
+    filters = _check_sizes(filters, "filters")
+    embed_dim = check_int(embed_dim, "embed_dim", low=1)
+    kernel_size = check_int(kernel_size, "kernel_size", low=1)
+    if pooling not in ("max", "average"):
+        raise ValueError(f"pooling={pooling!r} is not known; expected 'max' or 'average'")
+    inputs = keras.Input((max_len,), name=f"{name}_input")
+    h = layers.Embedding(vocab_size, embed_dim, name="char_embedding")(inputs)
+    length = max_len
+    for i, n_filters in enumerate(filters):
+        h = layers.Conv1D(n_filters, kernel_size, padding="same", use_bias=False,
+                          name=f"block{i}_conv")(h)
+        h = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_bn")(h)
+        h = layers.ReLU(name=f"block{i}_relu")(h)
+        if length >= 2 and i < len(filters) - 1:
+            h = layers.MaxPooling1D(2, name=f"block{i}_pool")(h)
+            length //= 2
+    pool = layers.GlobalMaxPooling1D if pooling == "max" else layers.GlobalAveragePooling1D
+    return keras.Model(inputs, pool(name="features")(h), name=name)
 
 
 @in_scope

@@ -33,14 +33,14 @@ from tqdm.auto import tqdm
 from .checks import check_choice, check_float, check_int, check_ints, check_labels, check_seed
 from .device import scope
 from .metrics import evaluate, summarize
-from .models import HEAD, classifier, conv_encoder, encoder_of
+from .models import HEAD, classifier, conv_encoder, encoder_of, text_encoder
 from .training import check_inputs, fit, predict_proba, walk_layers
 
 NEW_HEAD_METHODS = ("scratch", "frozen", "finetuned")  # any target classes
 SOURCE_HEAD_METHODS = ("zero_shot", "source_head")  # only a target with the source's classes
 METHODS = NEW_HEAD_METHODS + SOURCE_HEAD_METHODS
 # Source data set -> the modality its models read.
-SOURCES = {"printed_digits": "image", "spoken_digits": "audio"}
+SOURCES = {"printed_digits": "image", "spoken_digits": "audio", "text_digits": "text"}
 PROFILES = ("fast", "full")
 # Pretraining per source and profile: passes over the (augmented) training set, Adam learning
 # rate, batch size; seconds on two CPU cores, then cached.
@@ -53,6 +53,10 @@ PRETRAIN = {
         "fast": {"epochs": 12, "lr": 5e-3, "batch_size": 64},
         "full": {"epochs": 20, "lr": 3e-3, "batch_size": 64},
     },
+    "text_digits": {
+        "fast": {"epochs": 15, "lr": 5e-3, "batch_size": 64},
+        "full": {"epochs": 30, "lr": 3e-3, "batch_size": 64},
+    },
 }
 # Augmented copies of the source training set added to the clean one when augment=True: the
 # source voices again, each copy with its own seeded pink or babble noise (10-30 dB SNR), speed
@@ -62,10 +66,17 @@ SOURCE_AUGMENT = {
     "spoken_digits": {"copies": 2, "options": [
         {"snr_db": (10, 30), "noise": "pink", "speed": 0.1, "pitch": 1.0},
         {"snr_db": (10, 30), "noise": "babble", "speed": 0.1, "pitch": 1.0}]},
+    # the English train strings again, each copy with its own seeded writing noise
+    "text_digits": {"copies": 4, "options": [{"noise": 0.1}, {"noise": 0.2}, {"noise": 0.3},
+                                             {"noise": 0.4}]},
 }
 # The split each source trains on: the speech source has voices of its own ("source"), which no
 # target split shares; printed digits are rendered, so their "train" split is the source's own.
-SOURCE_SPLITS = {"printed_digits": "train", "spoken_digits": "source"}
+# The text source reads the English strings of the "train" frames; targets are other languages.
+SOURCE_SPLITS = {"printed_digits": "train", "spoken_digits": "source", "text_digits": "train"}
+# Encoder architecture per modality when `pretrained_source` is given no filters or pooling.
+SOURCE_ARCHITECTURE = {"image": ((16, 32, 32), "average"), "audio": ((16, 32, 32), "average"),
+                       "text": ((32, 64), "average")}
 # Named source recipes: what `pretrained_source(..., recipe=name)` changes from the defaults
 # (encoder `filters` and `pooling`, and `augment`, which replaces SOURCE_AUGMENT). An augment
 # recipe's "options" may be a list (copy i uses options[i % len]); "mask" blanks one random band
@@ -354,12 +365,13 @@ def data_fingerprint() -> str:
     import scipy
 
     from . import data
-    from .data import spoken
+    from .data import spoken, text
 
     digest = hashlib.sha256(f"{np.__version__} {scipy.__version__} {matplotlib.__version__}"
                             .encode())
     files = sorted(Path(data.__file__).parent.glob("*.py"))
     files += sorted(Path(spoken.DATA_DIR).glob("*.npz")) if Path(spoken.DATA_DIR).is_dir() else []
+    files += [text.TEXT_FILE] if text.TEXT_FILE.is_file() else []
     for path in files:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:20]
@@ -398,6 +410,13 @@ def _masked(x: np.ndarray, mask: dict, seed: int) -> np.ndarray:
     return np.where(blank[..., None], np.float32(0), x).astype(np.float32)
 
 
+def _model_input(data: object, modality: str) -> np.ndarray:
+    """A Dataset's array of `modality`; text as the shared character ids of `data.text.encode`."""
+    from .data.text import encode
+
+    return encode(data.x["text"]) if modality == "text" else data.x[modality]
+
+
 def _source_training_set(source: str, seed: int, recipe: dict | None,
                          data_options: dict) -> tuple[np.ndarray, np.ndarray]:
     """The source split of `source`, plus the augmented copies `recipe` asks for (if any)."""
@@ -405,18 +424,29 @@ def _source_training_set(source: str, seed: int, recipe: dict | None,
 
     modality, split = SOURCES[source], SOURCE_SPLITS[source]
     data = load_dataset(source, split=split, seed=seed, **data_options)
-    xs, ys = [data.x[modality]], [data.y]
+    xs, ys = [_model_input(data, modality)], [data.y]
     for copy in range(recipe["copies"] if recipe else 0):
         options = recipe["options"]
         options = options[copy % len(options)] if isinstance(options, list) else options
         extra = load_dataset(source, split=split, seed=seed * 1000 + copy + 1,
                              **{**data_options, **options})
-        x = extra.x[modality]
+        x = _model_input(extra, modality)
         if recipe.get("mask"):
             x = _masked(x, recipe["mask"], seed * 1000 + copy + 1)
         xs.append(x)
         ys.append(extra.y)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def _source_encoder(modality: str, filters: Sequence[int], pooling: str) -> keras.Model:
+    """A fresh encoder for a source of `modality` (8x8 images, log-mel clips or character ids)."""
+    from .data import N_FRAMES, N_MELS
+    from .data.text import MAX_LEN, vocabulary
+
+    if modality == "text":
+        return text_encoder(MAX_LEN, len(vocabulary()), filters, pooling=pooling)
+    shape = (8, 8, 1) if modality == "image" else (N_MELS, N_FRAMES, 1)
+    return conv_encoder(shape, filters, pooling=pooling)
 
 
 def pretrained_source(
@@ -434,20 +464,20 @@ def pretrained_source(
 ) -> keras.Model:
     """A `classifier` trained on a source data set's own split (SOURCE_SPLITS), cached on disk.
 
-    `source` is "printed_digits" (image model) or "spoken_digits" (audio model: the English "source"
-    voices, which no target split shares); `data_options` go to `load_dataset`. With `augment` the
-    training set also holds the augmented copies of SOURCE_AUGMENT (spoken digits only). Training
-    follows PRETRAIN[source][profile]; `filters` (default (16, 32, 32)) and `pooling` (default
-    "average") go to `conv_encoder`. `recipe` (a name of SOURCE_RECIPES, e.g. "sim_to_real", or a
-    dict of the same keys) replaces those defaults and the augmentation; explicit `filters` or
-    `pooling` still win, and `augment=False` still trains on the clean clips only. The first call
+    `source` is "printed_digits" (image model), "spoken_digits" (audio model: the English "source"
+    voices, which no target split shares) or "text_digits" (text model, `models.text_encoder` on
+    `data.text.encode` ids: English strings only, the "train" frames); `data_options` go to
+    `load_dataset`. With `augment` the training set also holds the augmented copies of
+    SOURCE_AUGMENT (noisy speech or writing). Training follows PRETRAIN[source][profile];
+    `filters` and `pooling` (defaults SOURCE_ARCHITECTURE) go to the modality's encoder.
+    `recipe` (a name of SOURCE_RECIPES, e.g. "sim_to_real", or a dict of the same keys) replaces
+    those defaults and the augmentation; explicit `filters` or `pooling` still win, and
+    `augment=False` still trains on the clean clips only. The first call
     trains (seconds) and stores the weights under `cache_dir` (default `cache_dir_default()`); later
     calls with the same source, options, data, profile, seed and architecture load them. The cache
     key includes `data_fingerprint()`, so rebuilt data or a changed data pipeline never reuse stale
     weights.
     """
-    from .data import N_FRAMES, N_MELS
-
     if source not in SOURCES:
         raise ValueError(f"source={source!r} is not a source data set; expected one of "
                          f"{tuple(SOURCES)}")
@@ -456,17 +486,20 @@ def pretrained_source(
     if not isinstance(augment, bool):
         raise TypeError(f"augment={augment!r} should be True or False")
     overrides = _check_recipe(recipe, source)
-    filters = overrides.get("filters", (16, 32, 32)) if filters is None else filters
-    pooling = overrides.get("pooling", "average") if pooling is None else pooling
     modality = SOURCES[source]
-    shape = (8, 8, 1) if modality == "image" else (N_MELS, N_FRAMES, 1)
+    if modality == "text" and data_options.get("language", "en") != "en":
+        raise ValueError(f"language={data_options['language']!r}: the text source reads English "
+                         "only, so that every other language stays a target")
+    default_filters, default_pooling = SOURCE_ARCHITECTURE[modality]
+    filters = overrides.get("filters", default_filters) if filters is None else filters
+    pooling = overrides.get("pooling", default_pooling) if pooling is None else pooling
     recipe = overrides.get("augment", SOURCE_AUGMENT.get(source)) if augment else None
     key = {"source": source, "options": data_options, "augment": recipe, "profile": profile,
            "seed": seed, "train": settings, "data": data_fingerprint()}
 
     def build() -> keras.Model:
         keras.utils.set_random_seed(seed)
-        return classifier(conv_encoder(shape, filters, pooling=pooling), 10,
+        return classifier(_source_encoder(modality, filters, pooling), 10,
                           name=f"{source}_classifier")
 
     def train(model: keras.Model) -> None:
@@ -661,6 +694,21 @@ class _CurveRun:
         return predict_proba(self.tuned, self.x_test)
 
 
+def _text_targets(seed: int, language: object, eval_split: str, modalities: object,
+                  options: dict | None) -> dict[str, tuple]:
+    """{"text": `text_target(...)`} of `language`, by default every language but English."""
+    from .data.text import languages
+
+    if modalities not in (None, ("text",), ["text"]):
+        raise ValueError(f"modalities={modalities!r}; the text digits hold ('text',) only")
+    options = dict(options or {})
+    unknown = sorted(set(options) - {"noise", "forms", "n"})
+    if unknown:
+        raise TypeError(f"text_options has {unknown}; expected some of 'noise', 'forms', 'n'")
+    codes = [c for c in languages() if c != "en"] if language is None else language
+    return {"text": text_target(codes, seed=seed, eval_split=eval_split, **options)}
+
+
 # Samples drawn from AV-MNIST per split by `transfer_targets`: enough pairs that nearly every FSDD
 # recording of the split appears (each is paired with about eight images), few enough to load fast.
 AVMNIST_PAIRS = {"train": 20_000, "val": 3_000, "test": 3_000}
@@ -716,6 +764,49 @@ def _digits_target(split: str, seed: int, data_dir: object, modalities: Sequence
     return found, speakers
 
 
+def _text_forms(data: object, forms: object) -> np.ndarray:
+    """Mask of the strings of a text Dataset written in one of `forms` (None: every form)."""
+    if forms is None:
+        return np.ones(len(data.y), dtype=bool)
+    if isinstance(forms, str) or not isinstance(forms, (list, tuple)) or not forms:
+        raise TypeError(f"forms={forms!r}; expected a list of form names such as ['word'] or None")
+    present = sorted(set(data.meta["form"]))
+    for form in forms:
+        check_choice(form, "forms", present)
+    return np.isin(data.meta["form"], forms)
+
+
+def text_target(
+    language: str | Sequence[str],
+    *,
+    seed: int = 0,
+    noise: float = 0.0,
+    forms: Sequence[str] | None = None,
+    n: int | None = None,
+    eval_split: str = "test",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Text digits of `language` as (x_train, y_train, x_test, y_test), shared character ids.
+
+    The train split's frames give x_train, `eval_split`'s ("test" or "val") x_test, so no clean
+    string is in both; each string has its own seeded writing `noise` (see `data.text`). `forms`
+    keeps only strings of those forms (e.g. ["word"]: the raw script, no transliteration); `n`
+    draws that many strings per split before `forms` is applied (None: each clean string once).
+    """
+    from .data import load_dataset
+    from .data.text import check_language, encode
+
+    codes = list(check_language(language))
+    seed = check_seed(seed)
+    check_choice(eval_split, "eval_split", ("val", "test"))
+    out = []
+    for split in ("train", eval_split):
+        data = load_dataset("text_digits", split=split, seed=seed, language=codes, noise=noise,
+                            n=n)
+        keep = _text_forms(data, forms)
+        out += [encode(data.x["text"][keep]), data.y[keep]]
+    return tuple(out)
+
+
 def transfer_targets(
     dataset: str,
     *,
@@ -723,9 +814,10 @@ def transfer_targets(
     data_dir: str | os.PathLike | None = None,
     image_options: dict | None = None,
     audio_options: dict | None = None,
-    modalities: Sequence[str] = ("image", "audio"),
+    modalities: Sequence[str] | None = None,
     language: str | Sequence[str] | None = None,
     eval_split: str = "test",
+    text_options: dict | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Target data of notebook 01: modality -> (x_train, y_train, x_test, y_test).
 
@@ -740,13 +832,23 @@ def transfer_targets(
     the validation split in place of the test split (FSDD recordings 5-9 on "avmnist"), to make
     choices on without looking at the test split. With audio, the dict also holds "speakers":
     (train, eval) speaker names of the audio clips, e.g. to resample test speakers in
-    `metrics.gains(..., clusters=...)`.
+    `metrics.gains(..., clusters=...)`. "text_digits" gives only "text": `text_target` of
+    `language` (default every language but English, the text source's) with `text_options`
+    (noise, forms, n). `modalities` (default all of the dataset's) limits what is loaded.
     """
-    if dataset not in ("av_digits", "avmnist"):
-        raise ValueError(f"dataset={dataset!r} has no transfer targets; expected 'av_digits' or "
-                         "'avmnist'")
+    if dataset not in ("av_digits", "avmnist", "text_digits"):
+        raise ValueError(f"dataset={dataset!r} has no transfer targets; expected 'av_digits', "
+                         "'avmnist' or 'text_digits'")
     seed = check_seed(seed)
     check_choice(eval_split, "eval_split", ("val", "test"))
+    if dataset == "text_digits":
+        if image_options is not None or audio_options is not None:
+            raise ValueError("image_options and audio_options do not act on the text digits; "
+                             "pass text_options")
+        return _text_targets(seed, language, eval_split, modalities, text_options)
+    if text_options is not None:
+        raise ValueError(f"text_options={text_options!r} acts on dataset='text_digits' only")
+    modalities = ("image", "audio") if modalities is None else modalities
     if isinstance(modalities, str) or not set(modalities) <= {"image", "audio"} or not modalities:
         raise ValueError(f"modalities={modalities!r}; expected a non-empty subset of "
                          "('image', 'audio')")

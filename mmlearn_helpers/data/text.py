@@ -296,3 +296,39 @@ def text_vectorizer(texts: Sequence[str] | np.ndarray, *, max_len: int = 32,
                                            output_sequence_length=max_len)
     layer.adapt(texts.astype(str))
     return layer
+
+
+# Length of the shared encoding: the longest clean string has 20 characters; noise may double some.
+MAX_LEN = 32
+
+
+@lru_cache(maxsize=1)
+def _shared_vectorizer():
+    """The one character vectorizer of every language (see `encode`), adapted once per process."""
+    return text_vectorizer(clean_texts("train", "all")[0], max_len=MAX_LEN)
+
+
+def vocabulary() -> list[str]:
+    """The shared characters, by id: "" (padding, id 0), "[UNK]" (any other character, id 1), ..."""
+    return [str(token) for token in _shared_vectorizer().get_vocabulary()]
+
+
+def encode(texts: Sequence[str] | np.ndarray, *, max_len: int = MAX_LEN) -> np.ndarray:
+    """Strings -> int32 (n, max_len) character ids, one encoding for every language.
+
+    The ids come from `text_vectorizer` adapted once on the characters of the clean train strings
+    of all languages together (the alphabet only: no label and no val or test string is used),
+    so a character has the same id whatever language is encoded; any other character (a val or
+    test frame's own punctuation, noise's UNREADABLE) is id 1, and 0 pads. Longer strings are cut.
+    """
+    max_len = check_int(max_len, "max_len", low=1)
+    texts = np.asarray(texts)
+    if texts.shape == (0,):
+        return np.zeros((0, max_len), np.int32)
+    if texts.ndim != 1 or texts.dtype.kind not in "UO":
+        raise ValueError(f"texts has shape {texts.shape} and dtype {texts.dtype}; expected a "
+                         "list of strings")
+    ids = np.asarray(_shared_vectorizer()(texts.astype(str)), dtype=np.int32)
+    if max_len <= MAX_LEN:
+        return ids[:, :max_len]
+    return np.pad(ids, ((0, 0), (0, max_len - MAX_LEN)))
