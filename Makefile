@@ -6,13 +6,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PROFILE ?= fast
+JOBS ?= 2
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: run test lab data bench lint clean help
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run    run every notebook headless (PROFILE=fast|full), summary in runs/"
+	@echo "make run    run every notebook headless (PROFILE=fast|full, JOBS=2 at a time), summary in runs/"
 	@echo "make test   unit tests, every notebook through papermill and nbval, lint, browser test"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make data   rebuild the spoken-digit data in data/ (needs espeak-ng)"
@@ -34,7 +35,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	@touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/python -m mmlearn_helpers.run --profile $(PROFILE)
+	$(BIN)/python -m mmlearn_helpers.run --profile $(PROFILE) --jobs $(JOBS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check mmlearn_helpers tests notebooks data

@@ -41,6 +41,12 @@ _01_FSDD = {"steps": 200, "epochs": 80, "lr": 3e-3, "finetune_steps": 60, "finet
 # fine-tuned beat frozen at every k, at 1e-3 more than at 1e-4 (k=1: 0.92 vs 0.89 on de, 0.83 vs
 # 0.79 on es), and at k=1 every method gained (de: scratch 0.53 -> 0.63, frozen 0.76 -> 0.85).
 TEXT_01 = {"steps": 60, "epochs": 15, "lr": 1e-2, "finetune_steps": 20, "finetune_lr": 1e-3}
+# The text lesson of notebook 01 (the same on both datasets: the text digits are the same):
+# languages that share the source's Latin letters, and Russian (Cyrillic), which shares none.
+# Written with noise 0.3: clean text is a lookup (data/README.md).
+_01_TEXT = {"fast": {"text_languages": ("de", "ru"), "text_ks": (1, 5)},
+            "full": {"text_languages": ("de", "nl", "es", "pl", "ru"), "text_ks": (1, 2, 5, 10)}}
+_01_TEXT_COMMON = {"text_noise": 0.3, "text_budget": TEXT_01}
 
 TABLE: dict[str, dict[str, dict]] = {
     "01_parameter_transfer": {
@@ -48,8 +54,9 @@ TABLE: dict[str, dict[str, dict]] = {
             "why": "the speech target is new espeak voices in loud white noise with speed and "
                    "pitch changes, so the source's learned robustness has something to bring",
             "common": {"audio_conditions": {"noise": "white", "snr_db": (0, 10), "speed": 0.15,
-                                            "pitch": 2.0}, "audio_recipe": None},
-            **{p: {**_01_GRID[p], "image_budget": _01_IMAGE[p],
+                                            "pitch": 2.0}, "audio_recipe": None,
+                       **_01_TEXT_COMMON},
+            **{p: {**_01_GRID[p], **_01_TEXT[p], "image_budget": _01_IMAGE[p],
                    "audio_budget": {**_01_IMAGE[p], "steps": 100 if p == "fast" else 200,
                                     "epochs": 40}} for p in ("fast", "full")},
         },
@@ -57,8 +64,9 @@ TABLE: dict[str, dict[str, dict]] = {
             "why": "clean human FSDD recordings, so the gap is synthetic to real voices alone; "
                    "the speech source follows transfer.SOURCE_RECIPES['sim_to_real'] and the "
                    "speech budgets were chosen on FSDD's validation recordings, never its test",
-            "common": {"audio_conditions": {}, "audio_recipe": "sim_to_real"},
-            **{p: {**_01_GRID[p], "image_budget": _01_IMAGE[p], "audio_budget": _01_FSDD}
+            "common": {"audio_conditions": {}, "audio_recipe": "sim_to_real", **_01_TEXT_COMMON},
+            **{p: {**_01_GRID[p], **_01_TEXT[p], "image_budget": _01_IMAGE[p],
+                   "audio_budget": _01_FSDD}
                for p in ("fast", "full")},
         },
     },

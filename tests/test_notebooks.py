@@ -23,7 +23,9 @@ REQUIRED_KEYS = {
     "01_parameter_transfer": [f"{m}_k5_{how}" for m in ("image", "audio", "audio_newvoices")
                               for how in ("scratch", "frozen", "finetuned")]
                              + [f"{m}_k5_{how}" for m in ("image", "audio_newvoices")
-                                for how in ("zero_shot", "source_head")],
+                                for how in ("zero_shot", "source_head")]
+                             + [f"text_{lang}_k5_{how}" for lang in ("de", "ru")
+                                for how in ("scratch", "frozen", "finetuned")],
     "02_feature_transfer": ["probe_image", "probe_audio", "probe_concat", "raw_image",
                             "raw_audio", "crossmodal_student", "audio_supervised"],
     "03_structure_transfer": ["audio_k5_structure_only", "audio_k5_same_modality_weights",
