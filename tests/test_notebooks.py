@@ -26,7 +26,8 @@ REQUIRED_KEYS = {
                                 for how in ("zero_shot", "source_head")]
                              + [f"text_{lang}_k5_{how}" for lang in ("de", "ru")
                                 for how in ("scratch", "frozen", "finetuned")],
-    "02_feature_transfer": ["probe_image", "probe_audio", "probe_concat", "raw_image",
+    "02_feature_transfer": ["probe_image", "probe_audio", "probe_concat", "raw_image", "probe_text",
+                            "raw_text", "probe_text_chars2vec", "probe_all_three",
                             "raw_audio", "crossmodal_student", "audio_supervised"],
     "03_structure_transfer": ["audio_k5_structure_only", "audio_k5_same_modality_weights",
                               "audio_k5_image_weights", "audio_k5_mlp", "audio_k5_source_chosen",
