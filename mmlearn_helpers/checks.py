@@ -115,3 +115,16 @@ def check_labels(
         bad = sorted(set(y[(y < 0) | (y >= n_classes)].tolist()))[:5]
         raise ValueError(f"{name} holds labels {bad}; expected class indices 0..{n_classes - 1}")
     return y.astype(np.int64)
+
+
+def check_languages(language: object, known: Sequence[str]) -> tuple[str, ...]:
+    """A code, a list of codes or "all" -> the tuple of codes, each one of `known`."""
+    if isinstance(language, str):
+        codes = tuple(known) if language == "all" else (language,)
+    elif isinstance(language, (list, tuple)) and language:
+        codes = tuple(language)
+    else:
+        raise TypeError(f"language={language!r}; expected a code such as 'en', a list or 'all'")
+    for code in codes:
+        check_choice(code, "language", known)
+    return codes

@@ -119,7 +119,8 @@ def _with_text(dataset: Dataset, seed: int, text: bool = False, text_noise: floa
                ) -> Dataset:
     """av_digits as it is, or with x["text"]: per pair a string of its digit in its language."""
     check_choice(text, "text", (False, True))
-    if check_float(text_noise, "text_noise", low=0, high=1) and not text:
+    text_noise = check_float(text_noise, "text_noise", low=0, high=1)
+    if text_noise and not text:
         raise ValueError(f"text_noise={text_noise!r} acts on x['text'] only; expected text=True")
     if not text:
         return dataset

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_languages
 from . import audio
 from .dataset import SOURCE_SPLIT, SPLITS, check_split
 
@@ -70,18 +71,8 @@ def languages() -> list[str]:
 
 
 def check_language(language: str | Sequence[str]) -> tuple[str, ...]:
-    """A code, a list of codes or "all" -> tuple of known codes, else ValueError."""
-    known = languages()
-    if isinstance(language, str):
-        codes = tuple(known) if language == "all" else (language,)
-    elif isinstance(language, (list, tuple)) and language:
-        codes = tuple(language)
-    else:
-        raise TypeError(f"language={language!r}; expected a code such as 'en', a list or 'all'")
-    bad = [c for c in codes if c not in known]
-    if bad:
-        raise ValueError(f"language={language!r} is not known; expected one of {known} or 'all'")
-    return codes
+    """A code, a list of codes or "all" -> tuple of known spoken-digit languages."""
+    return check_languages(language, languages())
 
 
 def voice_kind(variant: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import check_choice, check_float, check_int
+from ..checks import check_choice, check_float, check_int, check_languages
 from .dataset import SPLITS, check_split
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -107,17 +107,8 @@ def languages() -> list[str]:
 
 
 def check_language(language: str | Sequence[str]) -> tuple[str, ...]:
-    """A code, a list of codes or "all" -> tuple of known codes; TypeError or ValueError else."""
-    known = languages()
-    if isinstance(language, str):
-        codes = tuple(known) if language == "all" else (language,)
-    elif isinstance(language, (list, tuple)) and language:
-        codes = tuple(language)
-    else:
-        raise TypeError(f"language={language!r}; expected a code such as 'en', a list or 'all'")
-    for code in codes:
-        check_choice(code, "language", known)
-    return codes
+    """A code, a list of codes or "all" -> tuple of known text-digit languages."""
+    return check_languages(language, languages())
 
 
 def frames(split: str) -> tuple[str, ...]:
