@@ -32,7 +32,7 @@ from .checks import check_float, check_int, check_ints, check_labels, check_rate
 from .data.dataset import N_CLASSES
 from .device import in_scope
 from .metrics import accuracy, compare
-from .models import BN_MOMENTUM, HEAD, classifier, conv_encoder
+from .models import BN_MOMENTUM, HEAD, classifier, conv_encoder, text_encoder
 from .training import check_inputs, fit, predict_proba
 
 PROB_TOL = 1e-4  # how far a probability row may sum from 1
@@ -266,8 +266,18 @@ def modality_encoder(
 
     Pooling a 32x40 spectrogram by 2 makes training about twice as fast and, with white noise,
     more accurate (averaging neighbouring mel bins and frames smooths the noise). `pooling` is
-    the encoder's last step ("average" or "flatten", see `conv_encoder`).
+    the encoder's last step ("average" or "flatten", see `conv_encoder`). A 1-D `input_shape`
+    (max_len,) is text, character ids of `data.text.encode`: `models.text_encoder` with the same
+    filters and pooling over the shared vocabulary (no input pooling).
     """
+    if len(tuple(input_shape)) == 1:
+        from .data.text import vocabulary
+
+        if pool != 1:
+            raise ValueError(f"pool={pool!r} for text input {tuple(input_shape)}; expected 1 "
+                             "(character ids are not pooled)")
+        return text_encoder(input_shape[0], len(vocabulary()), filters, pooling=pooling,
+                            name=name)
     if pool == 1:
         return conv_encoder(input_shape, filters, pooling=pooling, name=name)
     shape = tuple(input_shape)

@@ -130,14 +130,17 @@ def text_encoder(
     features, wherever in its frame the word stands. Max pooling also takes the padding's
     positions, whose value is the same for every short string: such a feature can be almost
     constant on a few labels, and the logistic head's standardization then blows it up.
+    "flatten" keeps where each feature is (`max_len // 2**(len(filters) - 1)` positions x
+    `filters[-1]`): the stem of an early-fusion model (`fusion.feature_fusion_model`).
     """
     max_len = check_int(max_len, "max_len", low=1)
     vocab_size = check_int(vocab_size, "vocab_size", low=2)
     filters = _check_sizes(filters, "filters")
     embed_dim = check_int(embed_dim, "embed_dim", low=1)
     kernel_size = check_int(kernel_size, "kernel_size", low=1)
-    if pooling not in ("max", "average"):
-        raise ValueError(f"pooling={pooling!r} is not known; expected 'max' or 'average'")
+    if pooling not in ("max", "average", "flatten"):
+        raise ValueError(f"pooling={pooling!r} is not known; expected 'max', 'average' or "
+                         "'flatten'")
     inputs = keras.Input((max_len,), name=f"{name}_input")
     h = layers.Embedding(vocab_size, embed_dim, name="char_embedding")(inputs)
     length = max_len
@@ -149,7 +152,8 @@ def text_encoder(
         if length >= 2 and i < len(filters) - 1:
             h = layers.MaxPooling1D(2, name=f"block{i}_pool")(h)
             length //= 2
-    pool = layers.GlobalMaxPooling1D if pooling == "max" else layers.GlobalAveragePooling1D
+    pool = {"max": layers.GlobalMaxPooling1D, "average": layers.GlobalAveragePooling1D,
+            "flatten": layers.Flatten}[pooling]
     return keras.Model(inputs, pool(name="features")(h), name=name)
 
 

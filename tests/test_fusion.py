@@ -338,6 +338,24 @@ def test_feature_fusion_joins_one_conv_block_per_modality(tiny_mnist_like):
         feature_fusion_model({"image": (8, 8, 1), "audio": (8, 8, 1)}, stem_filters=0)
 
 
+def test_fusion_models_read_text_as_character_ids():
+    from mmlearn_helpers.data import text as tx
+    from mmlearn_helpers.fusion import modality_encoder
+
+    shapes = {"image": (8, 8, 1), "text": (tx.MAX_LEN,)}
+    early = feature_fusion_model(shapes, stem_filters=4, hidden=(8,))
+    stem = early.get_layer("text_encoder")
+    assert stem.get_layer("char_embedding").input_dim == len(tx.vocabulary())
+    assert stem.outputs[0].shape[-1] == tx.MAX_LEN * 4  # one block, positions kept
+    inter = intermediate_fusion_model(shapes, filters=(4, 8), hidden=(8,))
+    assert inter.get_layer("text_encoder").outputs[0].shape[-1] == 8
+    x = {"image": np.zeros((3, 8, 8, 1), np.float32), "text": tx.encode(["seven", "acht", "x"])}
+    for model in (early, inter):
+        np.testing.assert_allclose(predict_early(model, x).sum(1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="pool=2 for text input"):
+        modality_encoder((tx.MAX_LEN,), pool=2)
+
+
 @pytest.mark.parametrize("builder", [intermediate_fusion_model, feature_fusion_model])
 def test_predict_early_runs_the_joint_layers_after_the_filled_features(builder):
     import keras

@@ -238,6 +238,23 @@ def test_av_digits_text_is_opt_in_and_matches_each_pair():
     assert (noisy.x["text"] != both.x["text"]).mean() > 0.5
 
 
+def test_avmnist_text_is_english_and_with_ids_encodes_it(avmnist_dir):
+    pairs = load_dataset("avmnist", split="test", data_dir=avmnist_dir, seed=1, text=True,
+                         text_noise=0.2)
+    assert set(pairs.x) == {"image", "audio", "text"} and set(pairs.meta["text_language"]) == {"en"}
+    clean, y, _ = tx.clean_texts("test", "en")
+    digit_of = dict(zip(clean, y, strict=True))
+    assert [digit_of[t] for t in pairs.meta["text_clean"]] == pairs.y.tolist()
+    ids = tx.with_ids(pairs)
+    assert ids.x["text"].shape == (pairs.n, tx.MAX_LEN) and ids.x["text"].dtype == np.int32
+    assert np.array_equal(ids.x["text"], tx.encode(pairs.x["text"]))
+    assert np.array_equal(ids.x["image"], pairs.x["image"]) and np.array_equal(ids.y, pairs.y)
+    with pytest.raises(ValueError, match="already encoded"):
+        tx.with_ids(ids)
+    with pytest.raises(ValueError, match=r"expected a Dataset with x\['text'\]"):
+        tx.with_ids(load_dataset("digits"))
+
+
 # ---------------------------------------------------------------- errors
 
 

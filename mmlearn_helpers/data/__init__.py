@@ -33,7 +33,7 @@ OPTIONS = {
     "spoken_digits": _AUDIO_OPTIONS,
     "av_digits": _AUDIO_OPTIONS + _IMAGE_OPTIONS + ("text", "text_noise"),
     "avmnist": tuple(a for a in _AUDIO_OPTIONS if a != "language")
-    + _IMAGE_OPTIONS + ("reduced", "n", "download"),
+    + _IMAGE_OPTIONS + ("reduced", "n", "download", "text", "text_noise"),
     "text_digits": _TEXT_OPTIONS,
 }
 
@@ -80,8 +80,9 @@ def load_dataset(
     OPTIONS: image degradations (image_noise, occlusion), audio ones (language, snr_db, noise,
     speed, pitch, reverb, gain_db; see `audio.degrade`), printed-digit jitter (see
     `images.render_printed`). "text_digits" gives x["text"], strings (see `text.text_digits`:
-    language, noise in [0, 1], n); "av_digits" with text=True adds x["text"], a string of each
-    pair's digit in its clip's language from the same split (writing noise `text_noise`).
+    language, noise in [0, 1], n); "av_digits" and "avmnist" with text=True add x["text"], a
+    string of each pair's digit in its clip's language (English on AV-MNIST) from the same
+    split, with writing noise `text_noise` (`text.with_ids` turns them into model inputs).
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"name={name!r} is not a known dataset; expected one of {DATASETS}")
@@ -95,10 +96,12 @@ def load_dataset(
     if name == "text_digits":
         x, y, meta = text_digits(split, seed=seed, **options)
         return Dataset(name, split, {"text": x}, y, meta)
+    text_opts = {k: options.pop(k) for k in ("text", "text_noise") if k in options}
     if name == "avmnist":
         from .avmnist import load_avmnist
 
-        return load_avmnist(split=split, seed=seed, data_dir=data_dir, **options)
+        pairs = load_avmnist(split=split, seed=seed, data_dir=data_dir, **options)
+        return _with_text(pairs, seed, **text_opts)
     image_opts = _split_options(options, _IMAGE_OPTIONS)
     audio_opts = _split_options(options, _AUDIO_OPTIONS)
     if name == "digits":
@@ -112,20 +115,21 @@ def load_dataset(
         x, y, meta = spoken_features(split, seed=seed, **audio_opts)
         return Dataset(name, split, {"audio": x}, y, meta)
     dataset = _av_digits(split, seed, image_opts, audio_opts)
-    return _with_text(dataset, seed, **_split_options(options, ("text", "text_noise")))
+    return _with_text(dataset, seed, **text_opts)
 
 
 def _with_text(dataset: Dataset, seed: int, text: bool = False, text_noise: float = 0.0
                ) -> Dataset:
-    """av_digits as it is, or with x["text"]: per pair a string of its digit in its language."""
+    """The pairs as they are, or with x["text"]: per pair a string of its digit in its clip's
+    language (English for AV-MNIST, whose FSDD recordings are English)."""
     check_choice(text, "text", (False, True))
     text_noise = check_float(text_noise, "text_noise", low=0, high=1)
     if text_noise and not text:
         raise ValueError(f"text_noise={text_noise!r} acts on x['text'] only; expected text=True")
     if not text:
         return dataset
-    strings, meta = pair_texts(dataset.y, dataset.meta["language"], dataset.split,
-                               noise=text_noise, seed=seed)
+    language = dataset.meta.get("language", np.full(dataset.n, "en"))
+    strings, meta = pair_texts(dataset.y, language, dataset.split, noise=text_noise, seed=seed)
     return Dataset(dataset.name, dataset.split, dataset.x | {"text": strings}, dataset.y,
                    dataset.meta | {f"text_{k}": v for k, v in meta.items()})
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import check_choice, check_float, check_int, check_languages
-from .dataset import SPLITS, check_split
+from .dataset import SPLITS, Dataset, check_split
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 TEXT_FILE = DATA_DIR / "text_digits.json"
@@ -323,3 +323,16 @@ def encode(texts: Sequence[str] | np.ndarray, *, max_len: int = MAX_LEN) -> np.n
     if max_len <= MAX_LEN:
         return ids[:, :max_len]
     return np.pad(ids, ((0, 0), (0, max_len - MAX_LEN)))
+
+
+def with_ids(dataset: Dataset) -> Dataset:
+    """The same Dataset with x["text"] as character ids (`encode`), what the models read."""
+    if not isinstance(dataset, Dataset) or "text" not in dataset.x:
+        raise ValueError(f"dataset={dataset!r}; expected a Dataset with x['text'], e.g. "
+                         "load_dataset('av_digits', text=True)")
+    texts = dataset.x["text"]
+    if np.asarray(texts).dtype.kind not in "UO":
+        raise ValueError(f"dataset.x['text'] holds {np.asarray(texts).dtype} values; expected "
+                         "strings (it is already encoded)")
+    return Dataset(dataset.name, dataset.split, dataset.x | {"text": encode(texts)}, dataset.y,
+                   dataset.meta)
