@@ -178,10 +178,12 @@ def sweep(
     """Accuracy of two-modality fusion for each weight w on the first modality (default 0..1)."""
     if rule not in RULES:
         raise ValueError(f"rule={rule!r} is not a fusion rule; expected one of {tuple(RULES)}")
+    from . import simplex
+
     pa, pb = check_probs([probs_a, probs_b], labels=("probs_a", "probs_b"))
     ws = check_ws(ws)
     y = check_labels(y, n=len(pa), n_classes=pa.shape[1], counted="probs_a has")
-    return np.array([accuracy(y, RULES[rule]([pa, pb], float(w))) for w in ws])
+    return simplex.sweep([pa, pb], y, np.stack([ws, 1 - ws], axis=1), rule=rule)
 
 
 def best_weight(
@@ -196,10 +198,13 @@ def best_weight(
 
     Never pass test probabilities here: a weight tuned on test makes the test score optimistic.
     """
+    from . import simplex
+
     ws = check_ws(ws)
-    acc = sweep(probs_a_val, probs_b_val, y_val, ws, rule=rule)
-    best = np.flatnonzero(acc >= acc.max() - 1e-12)
-    return float(ws[best[np.argmin(np.abs(ws[best] - 0.5))]])
+    pa, pb = check_probs([probs_a_val, probs_b_val], labels=("probs_a_val", "probs_b_val"))
+    y_val = check_labels(y_val, n=len(pa), n_classes=pa.shape[1], counted="probs_a_val has")
+    return float(simplex.best_weights([pa, pb], y_val, np.stack([ws, 1 - ws], axis=1),
+                                      rule=rule)[0])
 
 
 @keras.saving.register_keras_serializable(package="mmlearn")
