@@ -41,7 +41,7 @@ FILLS = ("zeros", "mean")
 FUSED = "fused_features"
 _BUNDLE: dict = {}  # the last set of models trained together: their ids and their bundle
 # How the notebooks name each method of `run_seed`, and the missing-modality ways
-LABELS = {"image_only": "image only", "audio_only": "audio only",
+LABELS = {"image_only": "image only", "audio_only": "audio only", "text_only": "text only",
           "early": "early (feature-level)", "intermediate": "intermediate",
           "intermediate_dropout": "intermediate + modality dropout", "late_equal": "late, w = 0.5",
           "late_tuned": "late, w tuned on val", "late_product": "late, product rule"}
@@ -579,8 +579,9 @@ def train_fusion_models(
     the gradients of its own loss and its own Adam state: the same training as one `fit` per
     model on the same batches (seeded permutations, full batches as `training.fit` draws
     them), for one traced step instead of one per model. `reuse`: the models of an earlier
-    call with the same options; they are re-initialized from `seed` and trained again, which
-    skips Keras' costly re-tracing of the train step. On the PyTorch backend the joint step
+    call with the same options; they are re-initialized from `seed` (weights and ModalityDropout's
+    random stream) and trained again, with the numbers fresh models give, which skips Keras'
+    costly re-tracing of the train step. On the PyTorch backend the joint step
     trains the models worse than one `training.fit` each (the image model of notebook 04 reached
     about half its accuracy), so there each model is trained alone with `training.fit`.
     """
@@ -596,6 +597,9 @@ def train_fusion_models(
             raise ValueError(f"reuse holds {sorted(reuse)}; expected the models {sorted(fresh)}")
         for key, model in fresh.items():
             reuse[key].set_weights(model.get_weights())
+            for mine, theirs in zip(reuse[key].layers, model.layers, strict=True):
+                if isinstance(mine, ModalityDropout):  # its random stream is not a weight
+                    mine.seed_generator.state.assign(theirs.seed_generator.state)
         fresh = reuse
     if keras.backend.backend() == "torch":  # the joint step misbehaves there (see above)
         for key, model in fresh.items():
@@ -617,29 +621,48 @@ def train_fusion_models(
     return fresh
 
 
-def late_rules(p_image: np.ndarray, p_audio: np.ndarray, w: float) -> dict[str, np.ndarray]:
-    """The two experts and the late-fusion rules: sum rule at w = 0.5 ("late_equal") and at `w`
-    on the image ("late_tuned"), product rule at w = 0.5 ("late_product")."""
-    return {
-        "image_only": p_image,
-        "audio_only": p_audio,
-        "late_equal": late_fusion([p_image, p_audio], 0.5),
-        "late_tuned": late_fusion([p_image, p_audio], w),
-        "late_product": product_fusion([p_image, p_audio], 0.5),
-    }
+def late_rules(experts: Mapping[str, np.ndarray], w: float | Sequence[float]
+               ) -> dict[str, np.ndarray]:
+    """The experts (`<modality>_only`) and the late-fusion rules over them: the sum rule with
+    equal weights ("late_equal") and with `w` ("late_tuned"), the product rule with equal
+    weights ("late_product"). `experts` maps modality -> probabilities in `w`'s order (for two,
+    w is the first modality's weight, as in `late_fusion`)."""
+    names, probs = list(experts), list(experts.values())
+    equal = [1 / len(probs)] * len(probs)
+    return {**{f"{m}_only": p for m, p in zip(names, probs, strict=True)},
+            "late_equal": late_fusion(probs, equal),
+            "late_tuned": late_fusion(probs, w),
+            "late_product": product_fusion(probs, equal)}
 
 
-def method_probs(models: dict[str, keras.Model], x: dict, *, w: float) -> dict[str, np.ndarray]:
-    """Class probabilities of every method on inputs with both modalities ("image", "audio").
+# The order of the late-fusion weights: the image's first (two modalities: w is the image's)
+ORDER = ("image", "audio", "text")
 
-    Keys: "image_only", "audio_only", each fused model of `models` (e.g. "early",
-    "intermediate", "intermediate_dropout") and the late rules: "late_tuned" uses weight `w` on
-    the image, "late_equal" and "late_product" w = 0.5 (the untuned default of each rule).
+
+def expert_modalities(models: Mapping[str, object]) -> list[str]:
+    """The modalities that have their own classifier in `models`, in the weights' ORDER."""
+    found = [m for m in ORDER if m in models] + sorted(
+        m for m in models if m not in ORDER and m not in FUSED_MODELS)
+    if len(found) < 2:
+        raise ValueError(f"models hold {sorted(models)}; expected a classifier for each of two "
+                         "or more modalities, as built by build_fusion_models")
+    return found
+
+
+def method_probs(models: dict[str, keras.Model], x: dict, *, w: float | Sequence[float]
+                 ) -> dict[str, np.ndarray]:
+    """Class probabilities of every method on inputs with every modality of `models`.
+
+    Keys: `<modality>_only` (e.g. "image_only", "audio_only"), each fused model of `models`
+    ("early", "intermediate", "intermediate_dropout") and the late rules: "late_tuned" uses
+    the weights `w` (one per modality in ORDER; for two, a float: the image's), "late_equal"
+    and "late_product" equal weights (the untuned default of each rule).
     """
     probs = _all_probs(models, x)
-    late = late_rules(probs["image"], probs["audio"], w)
-    fused = {key: p for key, p in probs.items() if key not in ("image", "audio")}
-    return {"image_only": late["image_only"], "audio_only": late["audio_only"], **fused,
+    names = expert_modalities(models)
+    late = late_rules({m: probs[m] for m in names}, w)
+    fused = {key: p for key, p in probs.items() if key not in names}
+    return {**{f"{m}_only": late[f"{m}_only"] for m in names}, **fused,
             **{k: late[k] for k in ("late_equal", "late_tuned", "late_product")}}
 
 
@@ -659,31 +682,43 @@ def _all_probs(models: dict[str, keras.Model], x: dict) -> dict[str, np.ndarray]
 
 
 def missing_probs(
-    models: dict[str, keras.Model], x: dict, *, w: float, reference: dict,
+    models: dict[str, keras.Model], x: dict, *, w: float | Sequence[float], reference: dict,
     experts: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Class probabilities when one modality is missing at test time, for each way to cope.
 
-    Keys `missing_<modality>_<way>`: "late" (fall back to the present modality's classifier),
-    "early" and "intermediate" (zeros for the missing features), "intermediate_mean"
-    (training-mean features) and "intermediate_dropout" (the model trained with
-    ModalityDropout, zeros). `experts`: the experts' probabilities on `x` ("image_only",
-    "audio_only") when already computed.
+    Keys `missing_<modality>_<way>` for each modality of `models`: "late" (the late-fusion
+    weights `w` renormalized over the present modalities' classifiers; with two, the present
+    one alone), "early" and "intermediate" (zeros for the missing features),
+    "intermediate_mean" (training-mean features) and "intermediate_dropout" (the model trained
+    with ModalityDropout, zeros). `experts`: the classifiers' probabilities on `x`
+    (`<modality>_only`) when already computed.
     """
+    names = expert_modalities(models)
     if experts is None:
-        experts = {"image_only": predict_proba(models["image"], x["image"]),
-                   "audio_only": predict_proba(models["audio"], x["audio"])}
+        experts = {f"{m}_only": predict_proba(models[m], x[m]) for m in names}
     out = {}
-    for missing, present in (("audio", "image"), ("image", "audio")):
-        kept = [experts["image_only"], None] if missing == "audio" else [
-            None, experts["audio_only"]]
-        only = {present: x[present]}
+    for missing in names:
+        kept = [None if m == missing else experts[f"{m}_only"] for m in names]
+        only = {m: x[m] for m in names if m != missing}
         out[f"missing_{missing}_late"] = late_fusion_missing(kept, w)
         for key in FUSED_MODELS:
             out[f"missing_{missing}_{key}"] = predict_early(models[key], only, missing=missing)
         out[f"missing_{missing}_intermediate_mean"] = predict_early(
             models["intermediate"], only, missing=missing, fill="mean", reference=reference)
     return out
+
+
+def _tuned_weights(val: dict[str, np.ndarray], y_val: np.ndarray, names: list[str],
+                   ws: np.ndarray) -> float | np.ndarray:
+    """Late-fusion weights with the best validation accuracy: for two modalities the image's w
+    from `ws`, for more a point of `simplex.grid`."""
+    from . import simplex
+
+    experts = [val[f"{m}_only"] for m in names]
+    if len(names) == 2:
+        return best_weight(*experts, y_val, ws)
+    return simplex.best_weights(experts, y_val)
 
 
 def run_seed(
@@ -703,10 +738,12 @@ def run_seed(
     """One seed of the fusion experiment: train every model, then score it on val and test.
 
     `load(split=..., seed=..., image_noise=..., snr_db=...)` returns a Dataset with "image" and
-    "audio" (e.g. `functools.partial(load_dataset, "av_digits")`). The late-fusion weight is
-    tuned on validation. The trained models are then tested, without retraining, on test sets
-    with other audio SNRs (`snr_levels`) and image noise levels (`noise_levels`); snr_db=None
-    means clean training audio. `snr_val`: also score validation copies at each SNR level
+    "audio" (e.g. `functools.partial(load_dataset, "av_digits")`), and maybe more modalities
+    (e.g. "text" as character ids). The late-fusion weight is tuned on validation: the image's
+    w among `ws` for two modalities ("best_w"), a point of `simplex.grid` for more
+    ("weights"). The trained models are then tested, without retraining, on test sets with
+    other audio SNRs (`snr_levels`) and image noise levels (`noise_levels`); snr_db=None means
+    clean training audio. `snr_val`: also score validation copies at each SNR level
     (what re-tuning w per SNR needs; the notebook's SNR explorer uses the first seed's). Returns
     probabilities (not scores, so any metric can be computed later) and the trained models
     (pass them as `reuse` to the next seed to save Keras' re-tracing).
@@ -715,10 +752,10 @@ def run_seed(
             for s in ("train", "val", "test")}
     models = train_fusion_models(data["train"].x, data["train"].y, seed=seed, epochs=epochs,
                                  reuse=reuse, **train_options)
-    ws = check_ws(ws)
-    val = method_probs(models, data["val"].x, w=0.5)
-    w = best_weight(val["image_only"], val["audio_only"], data["val"].y, ws)
-    val["late_tuned"] = late_fusion([val["image_only"], val["audio_only"]], w)
+    ws, names = check_ws(ws), expert_modalities(models)
+    val = method_probs(models, data["val"].x, w=[1 / len(names)] * len(names))
+    w = _tuned_weights(val, data["val"].y, names, ws)
+    val["late_tuned"] = late_fusion([val[f"{m}_only"] for m in names], w)
     test = method_probs(models, data["test"].x, w=w)
     test |= missing_probs(models, data["test"].x, w=w, reference=data["train"].x, experts=test)
     shifted = {}
@@ -731,7 +768,8 @@ def run_seed(
             shifted[(kind, float(level))] = {
                 s: method_probs(models, d.x, w=w) | {"y": d.y} for s, d in pair.items()
             }
-    return {"seed": seed, "models": models, "best_w": w, "ws": ws, "val": val, "test": test,
+    tuned = {"best_w": w} if len(names) == 2 else {"weights": dict(zip(names, w, strict=True))}
+    return {"seed": seed, "models": models, **tuned, "ws": ws, "val": val, "test": test,
             "defaults": {"snr_db": None if snr_db is None else float(snr_db),
                          "image_noise": float(image_noise)},
             "y_val": data["val"].y, "y_test": data["test"].y, "shifted": shifted}
@@ -745,6 +783,8 @@ def seed_scores(run: dict) -> dict[str, float]:
     """
     scores = {key: accuracy(run["y_test"], probs) for key, probs in run["test"].items()}
     scores |= {f"val_{key}": accuracy(run["y_val"], probs) for key, probs in run["val"].items()}
+    if "weights" in run:  # three or more modalities: each one's tuned weight
+        return scores | {f"w_{m}": float(v) for m, v in run["weights"].items()}
     return scores | {"best_w": float(run["best_w"])}
 
 

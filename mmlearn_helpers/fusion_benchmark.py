@@ -80,7 +80,8 @@ def late_fusion_benchmark(
         probs = {s: [predict_proba(experts[m], data[s].x[m]) for m in MODALITIES]
                  for s in ("val", "test")}
         w = best_weight(*probs["val"], data["val"].y)
-        val, test = late_rules(*probs["val"], w), late_rules(*probs["test"], w)
+        val, test = (late_rules(dict(zip(MODALITIES, probs[s], strict=True)), w)
+                     for s in ("val", "test"))
         row = {"seed": int(seed), "train_seconds": seconds, "w": w}
         row |= {k: accuracy(data["test"].y, p) for k, p in test.items()}
         row |= {f"val_{k}": accuracy(data["val"].y, p) for k, p in val.items()}

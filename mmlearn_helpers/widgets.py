@@ -1,9 +1,11 @@
 """Sliders for late fusion (notebook 04) and the static figures that twin them headless.
 
-Both widgets take precomputed class probabilities, so moving a slider only re-weights arrays
+The widgets take precomputed class probabilities, so moving a slider only re-weights arrays
 (no retraining) and answers at once. The CSS classes below are a contract with the browser
 test: the weight slider carries `mmlearn-weight-slider`; the readout `mmlearn-fusion-readout`
-shows `w=0.55 | accuracy=0.8731 | macro_f1=0.8650` (w with 2 decimals, metrics with 4).
+shows `w=0.55 | accuracy=0.8731 | macro_f1=0.8650` (w with 2 decimals, metrics with 4). The
+three-modality explorer's two sliders carry `mmlearn-simplex-slider`, its readout
+`mmlearn-simplex-readout` shows `image=0.30 audio=0.25 text=0.45 | accuracy=... | macro_f1=...`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
+from . import simplex
 from .checks import check_float, check_labels
-from .fusion import best_weight, check_probs, check_ws, late_fusion, sweep
+from .fusion import best_weight, check_probs, check_weights, check_ws, late_fusion, sweep
 from .metrics import evaluate
 from .plots import confusion_matrix_plot
 
@@ -25,6 +28,8 @@ READOUT_CLASS = "mmlearn-fusion-readout"
 BEST_CLASS = "mmlearn-best-weight"
 SNR_CLASS = "mmlearn-snr-slider"
 SNR_READOUT_CLASS = "mmlearn-snr-readout"
+SIMPLEX_CLASS = "mmlearn-simplex-slider"
+SIMPLEX_READOUT_CLASS = "mmlearn-simplex-readout"
 STEP = 0.05
 WS = np.round(np.arange(0, 1 + STEP / 2, STEP), 2)
 
@@ -221,3 +226,132 @@ def snr_explorer(rows: Sequence[dict]) -> widgets.VBox:
     slider.observe(lambda change: update(change["new"]), names="value")
     update(levels[0])
     return widgets.VBox([slider, readout, out])
+
+
+def _check_three(probs: object, y: object) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """Three modalities' probabilities (a dict modality -> (n, classes)) and their labels."""
+    example = "{'image': p_image, 'audio': p_audio, 'text': p_text}"
+    if not isinstance(probs, Mapping):
+        raise TypeError(f"probs is a {type(probs).__name__}; expected a dict modality -> "
+                        f"probabilities, e.g. {example}")
+    if len(probs) != 3:
+        raise ValueError(f"probs has {len(probs)} modalities {list(probs)}; expected three, "
+                         f"e.g. {example}")
+    names = [str(m) for m in probs]
+    arrays = check_probs(list(probs.values()), labels=[f"probs[{m!r}]" for m in names])
+    return names, arrays, check_labels(y, n=len(arrays[0]), n_classes=arrays[0].shape[1],
+                                       counted=f"probs[{names[0]!r}] has")
+
+
+def _on_simplex(weights: object, names: list[str], name: str = "weights") -> np.ndarray:
+    """Three weights rounded to the slider's 0.01, each >= 0, summing to 1 (else refused)."""
+    return np.round(check_weights(weights, len(names), name=name), 2)
+
+
+def simplex_readout(probs: Mapping[str, np.ndarray], y: np.ndarray, weights: Sequence[float]
+                    ) -> str:
+    """`image=0.30 audio=0.25 text=0.45 | accuracy=0.9123 | macro_f1=0.9050` at `weights`."""
+    names, arrays, y = _check_three(probs, y)
+    w = _on_simplex(weights, names)
+    scores = evaluate(y, late_fusion(arrays, (w / w.sum()).tolist()))
+    shares = " ".join(f"{m}={v:.2f}" for m, v in zip(names, w, strict=True))
+    return f"{shares} | accuracy={scores['accuracy']:.4f} | macro_f1={scores['macro_f1']:.4f}"
+
+
+def _triangle(ax: plt.Axes, names: list[str], acc: np.ndarray, split: str) -> None:
+    """The simplex grid as a triangle of points coloured by accuracy, corners named."""
+    x, y = simplex.ternary_xy(simplex.grid(3))
+    dots = ax.scatter(x, y, c=acc, cmap="viridis", s=38, marker="h")
+    ax.figure.colorbar(dots, ax=ax, shrink=0.8, label=f"{split} accuracy")
+    corners = simplex.ternary_xy(np.eye(3))
+    ax.plot([*corners[0], corners[0][0]], [*corners[1], corners[1][0]], color="0.5", lw=0.8)
+    for name, cx, cy, va in zip(names, *corners, ("top", "top", "bottom"), strict=True):
+        ax.annotate(f"{name} = 1", (cx, cy), ha="center", va=va, fontsize=9,
+                    xytext=(0, -8 if va == "top" else 6), textcoords="offset points")
+    ax.set(xlim=(-0.1, 1.1), ylim=(-0.12, 0.96), xticks=[], yticks=[], aspect="equal")
+
+
+def simplex_figure(
+    probs: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    weights: Sequence[float],
+    *,
+    best: Sequence[float] | None = None,
+    split: str = "test",
+) -> plt.Figure:
+    """Late-fusion accuracy over the triangle of weights (current point and validation-optimal
+    point marked) beside the confusion matrix at `weights`: the static twin of
+    `simplex_explorer`."""
+    names, arrays, y = _check_three(probs, y)
+    w = _on_simplex(weights, names)
+    fig, (ax_t, ax_cm) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    _triangle(ax_t, names, simplex.sweep(arrays, y), split)
+    ax_t.plot(*simplex.ternary_xy(w), "o", ms=11, mfc="none", mec="C3", mew=2.2,
+              label="weights shown")
+    if best is not None:
+        ax_t.plot(*simplex.ternary_xy(_on_simplex(best, names, "best")), "*", ms=13, color="C1",
+                  label="best on validation")
+    ax_t.legend(fontsize=8, loc="upper left")
+    ax_t.set_title("Late fusion of three modalities (each point: weights summing to 1)",
+                   fontsize=9)
+    shares = ", ".join(f"{m} {v:.2f}" for m, v in zip(names, w, strict=True))
+    confusion_matrix_plot(y, late_fusion(arrays, (w / w.sum()).tolist()),
+                          n_classes=arrays[0].shape[1], normalize=False, ax=ax_cm,
+                          title=f"Confusion matrix at {shares} (counts)")
+    fig.tight_layout()
+    return fig
+
+
+def simplex_explorer(
+    probs: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    *,
+    weights: Sequence[float] | None = None,
+    best: Sequence[float] | None = None,
+    split: str = "test",
+    plot: bool = True,
+) -> widgets.VBox:
+    """Two sliders for three late-fusion weights, kept on the simplex, with a live readout.
+
+    The sliders (class `mmlearn-simplex-slider`, steps of 0.01, so equal weights are 0.33, 0.33
+    and 0.34) set the first two modalities' weights; the third gets 1 minus both. Moving one
+    so the two exceed 1 lowers the other, so the weights always sum to 1. Children: a header,
+    the two sliders, the readout (class `mmlearn-simplex-readout`, text from
+    `simplex_readout`), the validation-optimal weights and an Output with `simplex_figure`
+    (`plot=False` skips it, e.g. in tests).
+    """
+    names, _, y = _check_three(probs, y)
+    start = _on_simplex([1 / 3] * 3 if weights is None else weights, names)
+    best = None if best is None else _on_simplex(best, names, "best")
+    sliders = [widgets.FloatSlider(value=float(v), min=0.0, max=1.0, step=0.01,
+                                   description=f"{m} weight", readout_format=".2f",
+                                   continuous_update=True, layout=widgets.Layout(width="460px"),
+                                   style={"description_width": "initial"})
+               for m, v in zip(names[:2], start, strict=False)]
+    for slider in sliders:
+        slider.add_class(SIMPLEX_CLASS)
+    readout = widgets.HTML(layout=widgets.Layout(font_family="monospace"))
+    readout.add_class(SIMPLEX_READOUT_CLASS)
+    out = widgets.Output()
+
+    def update(moved: int | None = None) -> None:
+        if moved is not None and sliders[0].value + sliders[1].value > 1 + 1e-9:
+            sliders[1 - moved].value = round(1 - sliders[moved].value, 2)  # calls update again
+            return
+        a, b = round(sliders[0].value, 2), round(sliders[1].value, 2)
+        w = [a, b, round(max(0.0, 1 - a - b), 2)]
+        readout.value = simplex_readout(probs, y, w)
+        if plot:
+            with out:
+                out.clear_output(wait=True)
+                _show(simplex_figure(probs, y, w, best=best, split=split))
+
+    for i, slider in enumerate(sliders):
+        slider.observe(lambda change, i=i: update(i), names="value")
+    update()
+    best_text = ("no validation-optimal weights given" if best is None else
+                 "validation-optimal weights (star): " + ", ".join(
+                     f"{m} {v:.2f}" for m, v in zip(names, best, strict=True)))
+    header = widgets.HTML(f"<b>Late fusion of {', '.join(names)} on the {split} split</b>: "
+                          f"{names[2]} gets 1 minus the two sliders. Drag them.")
+    return widgets.VBox([header, *sliders, readout, widgets.HTML(f"<i>{best_text}</i>"), out])

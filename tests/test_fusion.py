@@ -287,6 +287,41 @@ def test_run_seed_on_avmnist_shaped_data_end_to_end(tiny_mnist_like):
     assert at_default[0]["accuracy"] == pytest.approx(summary["early"])
 
 
+def test_run_seed_with_text_tunes_three_weights_and_drops_each_modality():
+    """Three modalities (image, audio, text ids): experts, fused models, simplex weights."""
+    from mmlearn_helpers.data import text as tx
+
+    rng = np.random.default_rng(1)
+    y = np.arange(40) % 10
+    x = {"image": rng.random((40, 8, 8, 1), dtype=np.float32),
+         "audio": rng.normal(size=(40, 8, 10, 1)).astype(np.float32),
+         "text": tx.encode([["zero", "one", "two", "three", "four", "five", "six", "seven",
+                             "eight", "nine"][d] for d in y])}
+
+    def load(split, seed, image_noise, snr_db):
+        return Dataset("av_digits", split, x, y)
+
+    def one(seed, reuse=None):
+        return run_seed(load, seed, image_noise=0.0, snr_db=None, epochs=1, ws=None,
+                        filters=(4, 8), batch_size=20, reuse=reuse)
+
+    run = one(0)
+    again = one(0, reuse=run["models"])  # re-initialized from the seed: the same numbers
+    assert "best_w" not in run and set(run["weights"]) == {"image", "audio", "text"}
+    assert sum(run["weights"].values()) == pytest.approx(1)
+    for key in ("text_only", "early", "intermediate_dropout", "late_tuned", "missing_text_late",
+                "missing_image_intermediate_mean", "missing_audio_early"):
+        assert run["test"][key].shape == (40, 10)
+        np.testing.assert_allclose(run["test"][key], again["test"][key], atol=1e-5)  # seeded
+    w = [run["weights"][m] for m in ("image", "audio")]
+    np.testing.assert_allclose(run["test"]["missing_text_late"], late_fusion(
+        [run["test"]["image_only"], run["test"]["audio_only"]], [v / sum(w) for v in w])
+        if sum(w) > 0 else late_fusion([run["test"]["image_only"], run["test"]["audio_only"]],
+                                       0.5), atol=1e-6)
+    summary = summarize_runs([run, again])
+    assert {"w_image", "w_audio", "w_text", "val_text_only", "missing_text_early"} <= set(summary)
+
+
 def test_intermediate_fusion_has_a_joint_hidden_layer_and_a_linear_head_is_a_product_of_experts():
     """With hidden=() the head adds per-modality logits: its softmax is the normalized product
     of one softmax per modality (a product of experts); joint0 is what can mix the modalities."""

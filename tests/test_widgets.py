@@ -12,12 +12,17 @@ from mmlearn_helpers.fusion import best_weight, late_fusion
 from mmlearn_helpers.plots import plot_missing, plot_robustness, plot_sweep
 from mmlearn_helpers.widgets import (
     READOUT_CLASS,
+    SIMPLEX_CLASS,
+    SIMPLEX_READOUT_CLASS,
     SLIDER_CLASS,
     SNR_CLASS,
     SNR_READOUT_CLASS,
     fusion_explorer,
     fusion_figure,
     readout_text,
+    simplex_explorer,
+    simplex_figure,
+    simplex_readout,
     snr_explorer,
     snr_figure,
     snr_table,
@@ -187,3 +192,92 @@ def test_static_figures(snr_rows):
     summary = {f"missing_{m}_{w}{s}": 0.5 for m in ("audio", "image")
                for w in ("late", "early", "early_mean", "early_dropout") for s in ("", "_std")}
     assert len(plot_missing(summary).axes[0].patches) == 8
+
+
+# ---------------------------------------------------------------- three modalities
+
+THREE = re.compile(r"^image=(\d\.\d\d) audio=(\d\.\d\d) text=(\d\.\d\d) \| "
+                   r"accuracy=(\d\.\d{4}) \| macro_f1=(\d\.\d{4})$")
+
+
+@pytest.fixture(scope="module")
+def probs3():
+    y = np.random.default_rng(3).integers(0, 10, 300)
+    return {"image": noisy_probs(y, 1.2, 4), "audio": noisy_probs(y, 0.8, 5),
+            "text": noisy_probs(y, 1.5, 6)}, y
+
+
+def simplex_parts(box):
+    sliders = [w for w in box.children if SIMPLEX_CLASS in getattr(w, "_dom_classes", ())]
+    return sliders, find_widget(box, SIMPLEX_READOUT_CLASS)
+
+
+def shown(readout) -> tuple[list[float], float]:
+    match = THREE.match(readout.value)
+    assert match, readout.value
+    return [float(v) for v in match.groups()[:3]], float(match[4])
+
+
+def late3(probs3, w):
+    p, y = probs3
+    return float(np.mean(late_fusion(list(p.values()), w).argmax(1) == y))
+
+
+def test_simplex_explorer_starts_at_equal_weights_and_reads_late_fusion(probs3):
+    box = simplex_explorer(*probs3, best=[0.2, 0.3, 0.5], plot=False)
+    sliders, readout = simplex_parts(box)
+    assert [s.description for s in sliders] == ["image weight", "audio weight"]
+    assert [(s.min, s.max, s.step) for s in sliders] == [(0.0, 1.0, 0.01)] * 2
+    weights, acc = shown(readout)
+    assert weights == [0.33, 0.33, 0.34] and acc == pytest.approx(late3(probs3, weights), abs=1e-4)
+    assert "text 0.50" in box.children[4].value
+    sliders[0].value, sliders[1].value = 0.2, 0.5
+    weights, acc = shown(readout)
+    assert weights == [0.2, 0.5, 0.3] and acc == pytest.approx(late3(probs3, weights), abs=1e-4)
+    assert readout.value == simplex_readout(probs3[0], probs3[1], weights)
+
+
+def test_simplex_sliders_keep_the_weights_summing_to_one(probs3):
+    sliders, readout = simplex_parts(simplex_explorer(*probs3, weights=[0.3, 0.5, 0.2],
+                                                      plot=False))
+    sliders[0].value = 0.8  # 0.8 + 0.5 > 1: the audio slider gives way
+    assert (sliders[0].value, sliders[1].value) == (0.8, pytest.approx(0.2))
+    assert shown(readout)[0] == [0.8, 0.2, 0.0]
+    sliders[1].value = 1.0
+    assert sliders[0].value == 0.0 and shown(readout)[0] == [0.0, 1.0, 0.0]
+    for a, b in ((0.0, 0.0), (0.35, 0.65), (0.05, 0.15)):
+        sliders[0].value, sliders[1].value = a, b
+        weights, acc = shown(readout)
+        assert sum(weights) == pytest.approx(1) and min(weights) >= 0
+        assert acc == pytest.approx(late3(probs3, weights), abs=1e-4)
+
+
+def test_simplex_figure_is_the_static_twin(probs3):
+    fig = simplex_figure(*probs3, [0.2, 0.3, 0.5], best=[0.1, 0.4, 0.5])
+    ax_t, ax_cm = fig.axes[:2]
+    assert len(ax_t.collections[0].get_offsets()) == 231  # the whole grid, coloured
+    assert "text 0.50" in ax_cm.get_title()
+    box = simplex_explorer(*probs3)
+    assert any(isinstance(child, widgets.Output) for child in box.children)
+    matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"weights": [0.5, 0.5, 0.5]}, ValueError, "sums to 1.5"),
+    ({"weights": [0.5, 0.5]}, ValueError, "2 weights for 3"),
+    ({"best": [0.7, 0.7, -0.4]}, ValueError, "outside [0, 1]"),
+])
+def test_simplex_explorer_refuses_weights_off_the_simplex(probs3, kwargs, error, message):
+    with pytest.raises(error) as info:
+        simplex_explorer(*probs3, plot=False, **kwargs)
+    assert message in str(info.value)
+
+
+def test_simplex_explorer_wants_three_modalities(probs3):
+    p, y = probs3
+    with pytest.raises(ValueError, match="probs has 2 modalities"):
+        simplex_explorer({"image": p["image"], "audio": p["audio"]}, y)
+    with pytest.raises(TypeError, match="probs is a list"):
+        simplex_explorer(list(p.values()), y)
+    with pytest.raises(ValueError, match="y has 5"):
+        simplex_readout(p, y[:5], [0.2, 0.3, 0.5])

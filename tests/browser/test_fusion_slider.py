@@ -1,9 +1,10 @@
-"""The late-fusion slider of notebook 04 works in a real JupyterLab, driven by a real browser.
+"""The late-fusion sliders of notebook 04 work in a real JupyterLab, driven by a real browser.
 
 Starts JupyterLab from this venv on 127.0.0.1 (random free port, random token) over a temporary
-copy of the notebooks, runs notebook 04 in Debian's chromium through Playwright, moves the slider
-with the keyboard and checks that the accuracy it shows is what `late_fusion` gives for that
-weight. Screenshots go to runs/browser/. JupyterLab is always shut down, pass or fail.
+copy of the notebooks, runs notebook 04 in Debian's chromium through Playwright, moves the
+two-modality slider and the three-modality sliders with the keyboard and checks that the
+accuracy each shows is what `late_fusion` gives for those weights, and that the three weights
+stay on the simplex. Screenshots go to runs/browser/. JupyterLab is always shut down, pass or fail.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "04_early_vs_late_fusion.ipynb"
 SHOTS = ROOT / "runs" / "browser"
 READOUT = re.compile(r"w=(?P<w>[01]\.\d+).*?accuracy=(?P<acc>[01]\.\d{4})", re.S)
+READOUT3 = re.compile(r"image=(?P<image>[01]\.\d\d) audio=(?P<audio>[01]\.\d\d) "
+                      r"text=(?P<text>[01]\.\d\d).*?accuracy=(?P<acc>[01]\.\d{4})", re.S)
 
 pytestmark = pytest.mark.browser
 
@@ -128,7 +131,59 @@ def _centre(page, locator) -> None:
     raise AssertionError(f"could not scroll the slider into view (last box: {box})")
 
 
-def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
+def _press(page, handle, key: str, presses: int, readout: str, old: str, idle) -> None:
+    """Press `key` on a slider handle, then wait until `readout` no longer shows `old`."""
+    for _ in range(presses):
+        handle.press(key)
+    page.wait_for_function(
+        "([sel, old]) => !document.querySelector(sel).innerText.includes(old)",
+        arg=[readout, old], timeout=10_000)
+    idle.wait_for(timeout=30_000)  # the figure has redrawn too
+
+
+def _drive_two_way(page, idle) -> list[tuple[float, float]]:
+    """Move the w slider right 4 steps, then left 9: the (w, accuracy) shown each time."""
+    handle = page.locator(".mmlearn-weight-slider .noUi-handle").first
+    _centre(page, handle)
+    page.screenshot(path=str(SHOTS / "1_slider_before.png"))
+    seen = [_shown(page)]
+    handle.click()
+    for key, presses in (("ArrowRight", 4), ("ArrowLeft", 9)):
+        _press(page, handle, key, presses, ".mmlearn-fusion-readout", f"w={seen[-1][0]:.2f}", idle)
+        seen.append(_shown(page))
+    _centre(page, handle)
+    page.screenshot(path=str(SHOTS / "2_slider_after.png"))
+    return seen
+
+
+def _shown3(page) -> tuple[list[float], float]:
+    """The three weights and the accuracy the three-modality readout shows."""
+    text = page.locator(".mmlearn-simplex-readout").first.inner_text()
+    match = READOUT3.search(text)
+    assert match, f"readout does not show image=... audio=... text=... accuracy=...: {text!r}"
+    return [float(match[m]) for m in ("image", "audio", "text")], float(match["acc"])
+
+
+def _drive_three_way(page, idle) -> list[tuple[list[float], float]]:
+    """Raise the image weight (10 presses), lower the audio one (5), then push the image slider
+    to its end (the audio slider must give way): the weights and accuracy shown each time."""
+    handles = page.locator(".mmlearn-simplex-slider .noUi-handle")
+    _centre(page, handles.nth(1))
+    seen = [_shown3(page)]
+    for which, key, presses in ((0, "ArrowRight", 10), (1, "ArrowLeft", 5), (0, "End", 1)):
+        handles.nth(which).click()
+        old = "image={:.2f} audio={:.2f}".format(*seen[-1][0][:2])
+        _press(page, handles.nth(which), key, presses, ".mmlearn-simplex-readout", old, idle)
+        seen.append(_shown3(page))
+    page.screenshot(path=str(SHOTS / "3_simplex_after.png"))
+    return seen
+
+
+def _accuracy(probs: list[np.ndarray], y: np.ndarray, w) -> float:
+    return float(np.mean(late_fusion(probs, w).argmax(axis=1) == y))
+
+
+def test_sliders_update_accuracy_to_what_late_fusion_gives(lab):
     from playwright.sync_api import sync_playwright
 
     executable = _chromium()
@@ -143,33 +198,28 @@ def test_slider_updates_accuracy_to_what_late_fusion_gives(lab):
             idle.wait_for(timeout=120_000)
             page.locator(".lm-MenuBar-item", has_text="Run").first.click()
             page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-            handle = page.locator(".mmlearn-weight-slider .noUi-handle").first
-            handle.wait_for(timeout=300_000)  # the notebook trains its models first
-            idle.wait_for(timeout=300_000)  # and runs the cells below the slider
-            _centre(page, handle)
-            page.screenshot(path=str(SHOTS / "1_slider_before.png"))
-
-            saved = np.load(work.parent / "runs" / "results" / "04_fusion_probs.npz")
-            w0, acc0 = _shown(page)
-            seen = [(w0, acc0)]
-            handle.click()
-            for key, presses in (("ArrowRight", 4), ("ArrowLeft", 9)):
-                for _ in range(presses):
-                    handle.press(key)
-                page.wait_for_function(
-                    "([sel, old]) => !document.querySelector(sel).innerText.includes(old)",
-                    arg=[".mmlearn-fusion-readout", f"w={seen[-1][0]:.2f}"], timeout=10_000)
-                idle.wait_for(timeout=30_000)  # the confusion matrix has redrawn too
-                seen.append(_shown(page))
-            _centre(page, handle)
-            page.screenshot(path=str(SHOTS / "2_slider_after.png"))
+            page.locator(".mmlearn-weight-slider .noUi-handle").first.wait_for(timeout=300_000)
+            page.locator(".mmlearn-simplex-slider .noUi-handle").first.wait_for(timeout=300_000)
+            idle.wait_for(timeout=300_000)  # and the cells below the sliders have run
+            seen = _drive_two_way(page, idle)
+            seen3 = _drive_three_way(page, idle)
         finally:
             browser.close()
 
+    results = work.parent / "runs" / "results"
+    saved = np.load(results / "04_fusion_probs.npz")
+    saved3 = np.load(results / "04_fusion3_probs.npz")
     assert len({w for w, _ in seen}) == 3, f"the slider did not move: {seen}"
-    y = saved["y"]
     for w, acc in seen:
-        fused = late_fusion([saved["probs_image"], saved["probs_audio"]], w)
-        expected = float(np.mean(fused.argmax(axis=1) == y))
+        expected = _accuracy([saved["probs_image"], saved["probs_audio"]], saved["y"], w)
         assert acc == pytest.approx(expected, abs=1e-4), (
             f"w={w}: the slider shows accuracy {acc}, late_fusion gives {expected}")
+    (w0, _), (w1, _), (w2, _), (w3, _) = seen3
+    assert w1[0] > w0[0] and w2[1] < w1[1], f"the sliders did not move as pressed: {seen3}"
+    assert w3 == [1.0, 0.0, 0.0], f"pushing the image weight to 1 did not zero the others: {seen3}"
+    probs3 = [saved3[f"probs_{m}"] for m in ("image", "audio", "text")]
+    for w, acc in seen3:
+        assert sum(w) == pytest.approx(1) and min(w) >= 0, f"weights off the simplex: {w}"
+        expected = _accuracy(probs3, saved3["y"], [v / sum(w) for v in w])
+        assert acc == pytest.approx(expected, abs=1e-4), (
+            f"weights {w}: the widget shows accuracy {acc}, late_fusion gives {expected}")
