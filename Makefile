@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PROFILE ?= fast
 JOBS ?= 2
+# Tests run in TEST_JOBS processes (pytest-xdist; idle workers steal queued tests)
+TEST_JOBS ?= 2
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: run test lab data bench lint clean help
@@ -14,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 help:
 	@echo "make run    run every notebook headless (PROFILE=fast|full, JOBS=2 at a time), summary in runs/"
-	@echo "make test   unit tests, every notebook through papermill and nbval, lint, browser test"
+	@echo "make test   unit tests, every notebook through papermill and nbval, lint, browser test (TEST_JOBS=2 at a time)"
 	@echo "make lab    open JupyterLab on notebooks/"
 	@echo "make data   rebuild the spoken-digit data in data/ (needs espeak-ng)"
 
@@ -39,7 +41,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check mmlearn_helpers tests notebooks data
-	$(BIN)/python -m pytest -ra tests
+	$(BIN)/python -m pytest -ra -n $(TEST_JOBS) --dist worksteal tests
 	$(BIN)/python -m pytest -ra --nbval-lax -p no:cacheprovider notebooks/00_setup_and_data.ipynb
 
 lab: $(VENV)/.installed
