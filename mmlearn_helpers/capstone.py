@@ -641,7 +641,7 @@ def budget_gains(run: Mapping) -> dict[str, dict[float, float]]:
 
 def results(summary: Sequence[dict], runs: Sequence[dict]) -> dict:
     """The numbers to save: `<method>_<key>` per key of SAVED, best_method, teacher, the tuned
-    late-fusion weights, budget.
+    late-fusion weights (`<method>_w_<modality>`, mean over seeds), budget.
 
     The budget keys, `budget_x<factor>_gain_<network>`, come from `budget_gains` of the first
     run, when it was computed with check_factors.
