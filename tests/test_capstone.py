@@ -4,11 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from mmlearn_helpers import capstone
+from mmlearn_helpers import capstone, chars2vec, features, transfer
 from mmlearn_helpers.data import Dataset
-from mmlearn_helpers.models import classifier, conv_encoder, count_params, encoder_of
+from mmlearn_helpers.data.text import MAX_LEN, encode, vocabulary
+from mmlearn_helpers.models import classifier, conv_encoder, count_params, encoder_of, text_encoder
 
 SHAPES = {"image": (8, 8, 1), "audio": (8, 12, 1)}
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TINY = {"seeds": 1, "steps": 2, "batch_size": 8, "lr": 1e-2, "distill_lr": 1e-3, "tune_lr": 1e-3}
 
 
@@ -17,6 +19,8 @@ def _split(split: str, per_class: int, seed: int) -> Dataset:
     y = np.repeat(np.arange(10), per_class)
     x = {m: (rng.normal(size=(len(y), *s)) + y[:, None, None, None] / 5).astype(np.float32)
          for m, s in SHAPES.items()}
+    typo = rng.choice(list("aeiou!"), len(y))  # one written character more per string
+    x["text"] = np.array([WORDS[d] + c for d, c in zip(y, typo, strict=True)])
     return Dataset("tiny", split, x, y)
 
 
@@ -27,13 +31,15 @@ def tiny():
     keras.utils.set_random_seed(0)
     sources = {m: classifier(conv_encoder(s, (4,)), 10, name=f"{m}_source")
                for m, s in SHAPES.items()}
+    sources["text"] = classifier(text_encoder(MAX_LEN, len(vocabulary()), (4,)), 10,
+                                 name="text_source")
     cache: dict = {}
     run = capstone.run_seed(data, sources, seed=3, labels_per_class=2, budget=TINY, cache=cache,
                             check_factors=(2,))
     return data, sources, cache, run
 
 
-ZERO_SHOT = ("zero_shot_image", "zero_shot_audio", "zero_shot_late")
+ZERO_SHOT = ("zero_shot_image", "zero_shot_audio", "zero_shot_text", "zero_shot_late")
 
 
 def test_every_method_gives_test_and_val_probabilities_and_costs(tiny):
@@ -46,15 +52,27 @@ def test_every_method_gives_test_and_val_probabilities_and_costs(tiny):
             np.testing.assert_allclose(r[key].sum(axis=1), 1.0, atol=1e-4, err_msg=name)
         assert r["seconds"] >= 0 and (r["params"] == 0) == (name in ZERO_SHOT), name
     steps = {name: r["steps"] for name, r in run["methods"].items()}
-    assert steps["transfer_frozen"] == steps["probe"] == 0  # convex fits, no gradient steps
+    for convex in ("transfer_frozen", "probe", "text_transfer_frozen", "chars2vec_probe",
+                   "probe3"):
+        assert steps[convex] == 0, convex  # convex fits, no gradient steps
     assert all(steps[name] == 0 for name in ZERO_SHOT)  # no training at all
     assert steps["audio_scratch"] == steps["finetuned_multimodal"] == TINY["steps"]
     assert steps["audio_scratch_same_arch"] == steps["transfer_finetuned"] == TINY["steps"]
+    assert steps["text_scratch"] == steps["early3"] == TINY["steps"]
     # the student distills whole passes over its 20 unlabelled pairs: one pass is 3 batches of 8
     assert steps["crossmodal_student"] == 3
     assert steps["late_tuned"] == steps["image_scratch"] + steps["audio_scratch"]
     assert steps["late_pretrained_tuned"] == steps["transfer_finetuned"]
-    assert 0 <= run["late_w"] <= 1 and 0 <= run["late_pretrained_w"] <= 1
+    assert steps["late3_tuned"] == steps["late_tuned"] + steps["text_scratch"]
+    assert steps["late3_pretrained_tuned"] == steps["transfer_finetuned"]
+    assert {name: len(w) for name, w in run["weights"].items()} == {
+        "late_tuned": 2, "late_pretrained_tuned": 2, "zero_shot_late": 2, "late3_tuned": 3,
+        "late3_pretrained_tuned": 3}
+    for w in run["weights"].values():  # on the simplex
+        assert min(w) >= 0 and sum(w) == pytest.approx(1)
+    params = {name: r["params"] for name, r in run["methods"].items()}
+    assert params["probe"] == 2 * 4 * 10 + 10 and params["probe3"] == 3 * 4 * 10 + 10
+    assert params["chars2vec_probe"] == chars2vec.EMB_DIM * 10 + 10
     assert run["teacher"]["name"] in ("image_scratch", "image_transfer")
     assert run["teacher"]["unlabelled_pairs"] == data["train"].n - 20
 
@@ -76,11 +94,33 @@ def test_scratch_audio_of_the_transfer_comparison_has_the_transferred_architectu
     assert "AveragePooling2D" not in layer_types(same) | layer_types(transferred)
 
 
+def test_text_scratch_has_the_text_source_architecture_and_early3_reads_three(tiny):
+    _, _, cache, _ = tiny
+    same, transferred = cache["text_scratch"], cache["text_transfer_frozen"]
+    assert [w.shape for w in same.weights] == [w.shape for w in transferred.weights]
+    assert count_params(transferred) == 4 * 10 + 10  # the frozen encoder's head only
+    assert sorted(cache["early3"].input) == sorted(capstone.MODALITIES)
+    assert sorted(cache["early"].input) == ["audio", "image"]
+
+
+def test_chars2vec_probe_is_a_probe_on_the_padded_embeddings(tiny):
+    data, _, cache, run = tiny
+    assert cache["pad_to"] == max(len(t) for d in data.values() for t in d.x["text"])
+    idx = transfer.few_shot_indices(data["train"].y, 2, seed=3)
+    embed = {s: chars2vec.embed(list(data[s].x["text"][idx] if s == "train"
+                                     else data[s].x["text"]), pad_to=cache["pad_to"])
+             for s in ("train", "test")}
+    probe = features.make_probe("logistic").fit(embed["train"], data["train"].y[idx])
+    np.testing.assert_allclose(run["methods"]["chars2vec_probe"]["probs"],
+                               probe.predict_proba(embed["test"]), atol=1e-5)
+
+
 def test_zero_shot_is_the_sources_as_they_are(tiny):
     data, sources, _, run = tiny
-    for m in ("image", "audio"):
-        np.testing.assert_allclose(run["methods"][f"zero_shot_{m}"]["probs"],
-                                   sources[m].predict(data["test"].x[m], verbose=0), atol=1e-5)
+    for m in capstone.MODALITIES:
+        x = data["test"].x[m]
+        np.testing.assert_allclose(run["methods"][f"zero_shot_{m}"]["probs"], sources[m].predict(
+            encode(x) if m == "text" else x, verbose=0), atol=1e-5)
     zero = run["methods"]
     np.testing.assert_allclose(zero["zero_shot_late"]["probs"],
                                (zero["zero_shot_image"]["probs"]
@@ -90,12 +130,18 @@ def test_zero_shot_is_the_sources_as_they_are(tiny):
 def test_late_fusions_weigh_their_experts(tiny):
     _, _, _, run = tiny
     p = {name: r["probs"] for name, r in run["methods"].items()}
-    for prefix, image, audio, w in (("late", "image_scratch", "audio_scratch", run["late_w"]),
-                                    ("late_pretrained", "image_transfer_frozen",
-                                     "transfer_finetuned", run["late_pretrained_w"])):
-        np.testing.assert_allclose(p[f"{prefix}_equal"], (p[image] + p[audio]) / 2, atol=1e-6)
-        np.testing.assert_allclose(p[f"{prefix}_tuned"], w * p[image] + (1 - w) * p[audio],
-                                   atol=1e-6)
+    for prefix, experts in (
+        ("late", ("image_scratch", "audio_scratch")),
+        ("late_pretrained", ("image_transfer_frozen", "transfer_finetuned")),
+        ("late3", ("image_scratch", "audio_scratch", "text_scratch")),
+        ("late3_pretrained", ("image_transfer_frozen", "transfer_finetuned",
+                              "text_transfer_frozen")),
+    ):
+        np.testing.assert_allclose(p[f"{prefix}_equal"], np.mean([p[e] for e in experts], 0),
+                                   atol=1e-6, err_msg=prefix)
+        w = run["weights"][f"{prefix}_tuned"]
+        np.testing.assert_allclose(p[f"{prefix}_tuned"], sum(
+            wi * p[e] for wi, e in zip(w, experts, strict=True)), atol=1e-6, err_msg=prefix)
 
 
 def test_budget_check_retrains_each_scratch_network(tiny):
@@ -135,7 +181,8 @@ def test_summary_table_and_saved_numbers(tiny):
         for key in capstone.SAVED:
             assert f"{name}_{key}" in saved
     assert "late_tuned_macro_f1" in saved and saved["seeds"] == 1
-    assert saved["late_pretrained_tuned_w"] == run["late_pretrained_w"]
+    assert saved["late_pretrained_tuned_w_image"] == run["weights"]["late_pretrained_tuned"][0]
+    assert saved["late3_tuned_w_text"] == run["weights"]["late3_tuned"][2]
     assert "budget_x2_gain_crossmodal_student" in saved
 
 
@@ -199,7 +246,14 @@ def test_run_seed_refuses_bad_arguments(tiny):
     with pytest.raises(TypeError, match=r"data\['val'\] is a dict; expected a Dataset"):
         capstone.run_seed({**data, "val": {}}, sources, **ok)
     with pytest.raises(ValueError, match="of pretrained classifiers"):
-        capstone.run_seed(data, {"image": sources["image"]}, **ok)
+        capstone.run_seed(data, {"image": sources["image"], "audio": sources["audio"]}, **ok)
+    no_text = {s: Dataset("tiny", s, {m: d.x[m] for m in SHAPES}, d.y) for s, d in data.items()}
+    with pytest.raises(ValueError, match=r"expected \['audio', 'image', 'text'\]"):
+        capstone.run_seed(no_text, sources, **ok)
+    ids = {**data, "test": Dataset("tiny", "test", data["test"].x | {
+        "text": encode(data["test"].x["text"])}, data["test"].y)}
+    with pytest.raises(ValueError, match=r"data\['test'\].x\['text'\] holds int32 values"):
+        capstone.run_seed(ids, sources, **ok)
     with pytest.raises(TypeError, match=r"sources\['audio'\] is a str"):
         capstone.run_seed(data, {**sources, "audio": "model"}, **ok)
     with pytest.raises(TypeError, match="cache is a list"):
@@ -210,7 +264,10 @@ def test_run_seed_refuses_bad_arguments(tiny):
         capstone.run_seed(data, sources, **ok, check_factors=2)
     with pytest.raises(ValueError, match="cache holds models built for other data or sources"):
         capstone.run_seed(data, sources, **{**ok, "cache": {"shapes": {"image": (1, 1, 1)}}})
-    other = {"image": sources["audio"], "audio": sources["image"]}  # same shapes, other weights
+    copies = {s: Dataset("tiny", s, dict(d.x), d.y) for s, d in data.items()}  # other data
+    with pytest.raises(ValueError, match="cache holds models built for other data or sources"):
+        capstone.run_seed(copies, sources, **ok)
+    other = {**sources, "image": sources["audio"], "audio": sources["image"]}  # other weights
     with pytest.raises(ValueError, match="cache holds models built for other data or sources"):
         capstone.run_seed(data, other, **ok)
 

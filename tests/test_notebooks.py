@@ -42,7 +42,11 @@ REQUIRED_KEYS = {
                        "source_acc_before", "source_acc_after", "imbalanced_acc",
                        "imbalanced_macro_f1", "balanced_fix_macro_f1", "missing_drop_acc",
                        "missing_keep_acc"],
-    "06_capstone": ["best_method"],
+    "06_capstone": ["best_method", "single_reference", "late3_tuned_w_text"]
+                   + [f"{m}_macro_f1" for m in ("zero_shot_text", "text_scratch",
+                                                "text_transfer_frozen", "chars2vec_probe",
+                                                "probe3", "early3", "late3_equal", "late3_tuned",
+                                                "late3_pretrained_tuned")],
 }
 
 
