@@ -1,7 +1,7 @@
 """Structure transfer: reuse an architecture found on a source, or the weights learned there.
 
-Each is measured against a start that owes nothing to the source. Two questions, one recipe
-per start, the same k-shot subsets for every start of a seed:
+Each is measured against a start that owes nothing to the source. Two questions (both also
+asked of text), one recipe per start, the same k-shot subsets for every start of a seed:
 
 - Architecture: `search_structure` trains every candidate of a small search space (`CANDIDATES`:
   conv depth and width, pooling "average" or "flatten") from scratch on the *source* task in the
@@ -14,6 +14,9 @@ per start, the same k-shot subsets for every start of a seed:
   another modality) with the from-scratch recipe or, for names in `fine_tune`, with a gentle one
   (`prepare_fine_tune`, then a low learning rate), against the same architecture from random
   weights.
+- An image CNN on text: `text_start` builds the collection's 1-D character CNN or an image
+  structure on the character embedding read as an image (`text_image_encoder`), whose
+  `block{i}_conv` names take an image model's kernels (`start_from`).
 """
 
 from __future__ import annotations
