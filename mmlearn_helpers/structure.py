@@ -1,7 +1,7 @@
 """Structure transfer: reuse an architecture found on a source, or the weights learned there.
 
-Each is measured against a start that owes nothing to the source. Two questions, one recipe
-per start, the same k-shot subsets for every start of a seed:
+Each is measured against a start that owes nothing to the source. Two questions (both also
+asked of text), one recipe per start, the same k-shot subsets for every start of a seed:
 
 - Architecture: `search_structure` trains every candidate of a small search space (`CANDIDATES`:
   conv depth and width, pooling "average" or "flatten") from scratch on the *source* task in the
@@ -14,10 +14,14 @@ per start, the same k-shot subsets for every start of a seed:
   another modality) with the from-scratch recipe or, for names in `fine_tune`, with a gentle one
   (`prepare_fine_tune`, then a low learning rate), against the same architecture from random
   weights.
+- An image CNN on text: `text_start` builds the collection's 1-D character CNN or an image
+  structure on the character embedding read as an image (`text_image_encoder`), whose
+  `block{i}_conv` names take an image model's kernels (`start_from`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,8 +37,17 @@ from tqdm.auto import tqdm
 
 from .checks import check_float, check_int, check_ints, check_labels, check_rate
 from .data.dataset import N_CLASSES
+from .device import in_scope
 from .metrics import METRICS, evaluate, mean_std, summarize
-from .models import classifier, conv_encoder, count_params, encoder_of, mlp_encoder
+from .models import (
+    ENCODER,
+    classifier,
+    conv_encoder,
+    count_params,
+    encoder_of,
+    mlp_encoder,
+    text_encoder,
+)
 from .settings import cap
 from .training import check_inputs, fit, predict_proba, walk_layers
 from .transfer import cache_dir_default, copy_weights, few_shot_indices, fit_linear_head
@@ -89,11 +102,8 @@ def matched_mlp_units(input_shape: Sequence[int], n_params: int, *,
     return max(1, round((n_params - n_classes) / (n_in + 2 + n_classes)))
 
 
-def conv_start(input_shape: Sequence[int], structure: str | Mapping = BLUEPRINT) -> Start:
-    """make(seed) -> a `classifier` on a conv encoder of `structure`, fresh weights from seed.
-
-    `structure` is a name of CANDIDATES or a dict of `conv_encoder` arguments.
-    """
+def _structure_options(structure: str | Mapping) -> dict:
+    """`conv_encoder` arguments of `structure`: a name of CANDIDATES or a dict of them."""
     if isinstance(structure, str):
         if structure not in CANDIDATES:
             raise ValueError(f"structure={structure!r} is not a candidate; expected one of "
@@ -102,12 +112,64 @@ def conv_start(input_shape: Sequence[int], structure: str | Mapping = BLUEPRINT)
     if not isinstance(structure, Mapping):
         raise TypeError(f"structure={structure!r} is a {type(structure).__name__}; expected a "
                         "name of CANDIDATES or a dict such as {'filters': (16, 32)}")
-    options = dict(structure)
+    return dict(structure)
+
+
+def conv_start(input_shape: Sequence[int], structure: str | Mapping = BLUEPRINT) -> Start:
+    """make(seed) -> a `classifier` on a conv encoder of `structure`, fresh weights from seed.
+
+    `structure` is a name of CANDIDATES or a dict of `conv_encoder` arguments.
+    """
+    options = _structure_options(structure)
     conv_encoder(input_shape, **options)  # refuse bad shapes or arguments now, not at seed 0
 
     def make(seed: int) -> keras.Model:
         keras.utils.set_random_seed(check_int(seed, "seed", low=0))
         return classifier(conv_encoder(input_shape, **options))
+
+    return make
+
+
+@in_scope
+def text_image_encoder(
+    max_len: int, vocab_size: int, structure: str | Mapping = BLUEPRINT, *, embed_dim: int = 16,
+    name: str = ENCODER,
+) -> keras.Model:
+    """Character ids (max_len,) -> embedding read as a (max_len, embed_dim, 1) image -> 2-D convs.
+
+    The image CNN's structure applied to text: `char_embedding` (as in `models.text_encoder`),
+    then the layers of `conv_encoder` of `structure` (a name of CANDIDATES or a dict), with its
+    names (`block{i}_conv`, `block{i}_bn`), so an image model's kernels copy in by name. Rows
+    of the "image" are character positions, columns the embedding's dimensions.
+    """
+    max_len = check_int(max_len, "max_len", low=1)
+    vocab_size = check_int(vocab_size, "vocab_size", low=2)
+    embed_dim = check_int(embed_dim, "embed_dim", low=1)
+    convs = conv_encoder((max_len, embed_dim, 1), **_structure_options(structure), name=name)
+    inputs = keras.Input((max_len,), name=f"{name}_input")
+    h = keras.layers.Embedding(vocab_size, embed_dim, name="char_embedding")(inputs)
+    h = keras.layers.Reshape((max_len, embed_dim, 1), name="as_image")(h)
+    for layer in convs.layers[1:]:  # the blueprint's blocks and pooling, in order
+        h = layer(h)
+    return keras.Model(inputs, h, name=name)
+
+
+def text_start(max_len: int, vocab_size: int, structure: str | Mapping | None = None) -> Start:
+    """make(seed) -> a `classifier` reading character ids, fresh weights from seed.
+
+    `structure=None` is the collection's text structure (`models.text_encoder` with its
+    defaults, the text source's: a 1-D character CNN); a name of CANDIDATES or a dict is that
+    image structure on the embedding read as an image (`text_image_encoder`).
+    """
+    if structure is None:
+        build = functools.partial(text_encoder, max_len, vocab_size)
+    else:
+        build = functools.partial(text_image_encoder, max_len, vocab_size, structure)
+    build()  # refuse bad sizes or structures now, not at seed 0
+
+    def make(seed: int) -> keras.Model:
+        keras.utils.set_random_seed(check_int(seed, "seed", low=0))
+        return classifier(build())
 
     return make
 

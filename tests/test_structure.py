@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mmlearn_helpers.data import load_dataset
+from mmlearn_helpers.data.text import vocabulary
 from mmlearn_helpers.models import classifier, conv_encoder, count_params, mlp_encoder
 from mmlearn_helpers.structure import (
     BLUEPRINT,
@@ -25,7 +26,10 @@ from mmlearn_helpers.structure import (
     search_structure,
     split_speakers,
     start_from,
+    text_image_encoder,
+    text_start,
 )
+from mmlearn_helpers.transfer import text_target
 
 AUDIO = (32, 40, 1)
 TINY = {"tiny average": {"filters": (4,), "pooling": "average"},
@@ -286,3 +290,52 @@ def test_scores_are_in_seed_order_for_pairing():
     assert scores(rows, "a") == [0.4, 0.2]
     with pytest.raises(ValueError, match="start='c'"):
         scores(rows, "c")
+
+
+def test_text_image_encoder_reads_the_embedding_as_an_image_with_the_blueprints_names():
+    encoder = text_image_encoder(12, 20, BLUEPRINT, embed_dim=6)
+    assert tuple(encoder.inputs[0].shape[1:]) == (12,)
+    assert tuple(encoder.get_layer("as_image").output.shape[1:]) == (12, 6, 1)
+    assert encoder.outputs[0].shape[-1] == 32  # the blueprint's last width, average pooling
+    image = classifier(conv_encoder((8, 8, 1)))  # an image model of the blueprint
+    model = text_start(12, 20, BLUEPRINT)(0)
+    assert conv_layer_names(model) == conv_layer_names(image)
+    assert start_from(model, image, conv_layer_names(image)) == conv_layer_names(image)
+    flatten = text_image_encoder(12, 20, {"filters": (4,), "pooling": "flatten"}, embed_dim=6)
+    assert flatten.outputs[0].shape[-1] == 6 * 3 * 4  # one 2x2 pool of 12x6
+
+
+def test_text_start_builds_the_text_structure_or_an_image_one_seeded():
+    one_d = text_start(12, 20)
+    model = one_d(3)
+    encoder = model.get_layer("encoder")
+    assert tuple(model.inputs[0].shape[1:]) == (12,) and model.outputs[0].shape[-1] == 10
+    assert any(isinstance(layer, keras.layers.Conv1D) for layer in encoder.layers)
+    assert conv_layer_names(model) == []  # no Conv2D: nothing of an image model fits
+    for make in (one_d, text_start(12, 20, "16-32 average")):
+        for a, b in zip(make(3).get_weights(), make(3).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert not np.allclose(make(3).get_weights()[0], make(4).get_weights()[0])
+
+
+def test_text_starts_refuse_bad_arguments():
+    with pytest.raises(ValueError, match="structure='wide'"):
+        text_start(12, 20, "wide")
+    with pytest.raises(TypeError, match="structure=3"):
+        text_image_encoder(12, 20, 3)
+    with pytest.raises(ValueError, match="max_len=0"):
+        text_start(0, 20)
+    with pytest.raises(ValueError, match="vocab_size=1"):
+        text_image_encoder(12, 1)
+    with pytest.raises(ValueError, match="embed_dim=0"):
+        text_image_encoder(12, 20, embed_dim=0)
+
+
+def test_both_text_structures_learn_character_ids():
+    data = text_target("de", seed=0, noise=0.0)
+    vocab = len(vocabulary())  # one id space for every language
+    starts = {"1-D": text_start(data[0].shape[1], vocab),
+              "2-D": text_start(data[0].shape[1], vocab, {"filters": (8, 8)})}
+    _, summary = compare_starts(starts, *data, k=5, seeds=(0,), epochs=40, lr=1e-2,
+                                verbose=False)
+    assert all(s["accuracy"] > 0.3 for s in summary), summary  # chance is 0.1
