@@ -42,7 +42,7 @@ from . import finetune as ft
 from .checks import check_float, check_int, check_rate
 from .data import Dataset
 from .data.dataset import N_CLASSES
-from .data.text import MAX_LEN, with_ids
+from .data.text import MAX_LEN, check_strings, with_ids
 from .metrics import evaluate, summarize
 from .models import HEAD, classifier, count_params
 from .training import check_inputs, fit_steps, predict_proba
@@ -144,9 +144,7 @@ def _check_data(data: object) -> dict[str, Dataset]:
         if set(d.x) != set(MODALITIES):
             raise ValueError(f"data[{split!r}] has modalities {sorted(d.x)}; expected "
                              f"{sorted(MODALITIES)} (load_dataset(..., text=True))")
-        if np.asarray(d.x["text"]).dtype.kind not in "UO":
-            raise ValueError(f"data[{split!r}].x['text'] holds {d.x['text'].dtype} values; "
-                             "expected the strings of load_dataset(..., text=True), not ids")
+        check_strings(d.x["text"], f"data[{split!r}].x['text']")
         shapes = {m: tuple(v.shape[1:]) for m, v in d.x.items()}
         first = first or shapes
         if shapes != first:

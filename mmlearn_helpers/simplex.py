@@ -45,15 +45,26 @@ def _check_grid(weights: object, k: int) -> np.ndarray:
     return rows
 
 
+def _checked(probs: object, y: object, weights: object, rule: object) -> tuple:
+    """(probability arrays, labels, rows of weights) of a sweep, each checked once."""
+    if rule not in RULES:
+        raise ValueError(f"rule={rule!r} is not a fusion rule; expected one of {tuple(RULES)}")
+    arrays = check_probs(probs)
+    rows = _check_grid(weights, len(arrays))
+    y = check_labels(y, n=len(arrays[0]), n_classes=arrays[0].shape[1], counted="probs[0] has")
+    return arrays, y, rows
+
+
+def _accuracies(arrays: list[np.ndarray], y: np.ndarray, rows: np.ndarray, rule: str
+                ) -> np.ndarray:
+    return np.array([accuracy(y, RULES[rule](arrays, row.tolist())) for row in rows])
+
+
 def sweep(probs: Sequence[np.ndarray], y: np.ndarray, weights: object = None, *,
           rule: str = "sum") -> np.ndarray:
     """Accuracy of late fusion of `probs` (one array per modality) at each row of `weights`."""
-    if rule not in RULES:
-        raise ValueError(f"rule={rule!r} is not a fusion rule; expected one of {tuple(RULES)}")
-    arrays = check_probs(list(probs) if isinstance(probs, tuple) else probs)
-    rows = _check_grid(weights, len(arrays))
-    y = check_labels(y, n=len(arrays[0]), n_classes=arrays[0].shape[1], counted="probs[0] has")
-    return np.array([accuracy(y, RULES[rule](arrays, row.tolist())) for row in rows])
+    arrays, y, rows = _checked(probs, y, weights, rule)
+    return _accuracies(arrays, y, rows, rule)
 
 
 def best_weights(probs_val: Sequence[np.ndarray], y_val: np.ndarray, weights: object = None, *,
@@ -62,9 +73,8 @@ def best_weights(probs_val: Sequence[np.ndarray], y_val: np.ndarray, weights: ob
 
     Never pass test probabilities: weights tuned on test make the test score optimistic.
     """
-    arrays = check_probs(list(probs_val) if isinstance(probs_val, tuple) else probs_val)
-    rows = _check_grid(weights, len(arrays))
-    acc = sweep(arrays, y_val, rows, rule=rule)
+    arrays, y_val, rows = _checked(probs_val, y_val, weights, rule)
+    acc = _accuracies(arrays, y_val, rows, rule)
     best = np.flatnonzero(acc >= acc.max() - 1e-12)
     distance = np.abs(rows[best] - 1 / len(arrays)).sum(axis=1)
     return rows[best[np.argmin(distance)]].copy()

@@ -325,14 +325,20 @@ def encode(texts: Sequence[str] | np.ndarray, *, max_len: int = MAX_LEN) -> np.n
     return np.pad(ids, ((0, 0), (0, max_len - MAX_LEN)))
 
 
+def check_strings(texts: object, name: str) -> np.ndarray:
+    """`texts` as an array of strings; character ids (text already encoded) are refused."""
+    texts = np.asarray(texts)
+    if texts.dtype.kind not in "UO":
+        raise ValueError(f"{name} holds {texts.dtype} values; expected the strings of "
+                         "load_dataset(..., text=True), not character ids (already encoded)")
+    return texts
+
+
 def with_ids(dataset: Dataset) -> Dataset:
     """The same Dataset with x["text"] as character ids (`encode`), what the models read."""
     if not isinstance(dataset, Dataset) or "text" not in dataset.x:
         raise ValueError(f"dataset={dataset!r}; expected a Dataset with x['text'], e.g. "
                          "load_dataset('av_digits', text=True)")
-    texts = dataset.x["text"]
-    if np.asarray(texts).dtype.kind not in "UO":
-        raise ValueError(f"dataset.x['text'] holds {np.asarray(texts).dtype} values; expected "
-                         "strings (it is already encoded)")
+    texts = check_strings(dataset.x["text"], "dataset.x['text']")
     return Dataset(dataset.name, dataset.split, dataset.x | {"text": encode(texts)}, dataset.y,
                    dataset.meta)
